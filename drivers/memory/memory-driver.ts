@@ -1,0 +1,222 @@
+// The in-memory driver: B-trees keyed by the key's latin-1 string (which
+// sorts exactly like the key bytes).
+//
+//   current  key -> live kv                 reads at the latest revision
+//   history  key -> versions, oldest first  reads at older revisions, prev_kv
+//   log      revision -> entries            the watch tail and history replay
+//
+// Every LogEntry object is shared by `history` and `log`; kvs are never
+// mutated after they are stored. All work happens synchronously inside one
+// call, so a reader never sees half of a commit.
+import BTree from 'sorted-btree';
+import type { Driver, DriverStats, KvRef, LogRead, RangeQuery, RangeResult, ReadView, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { KeyValue, LogEntry } from '../../src/mvcc/kv';
+import { ErrCompacted } from '../../src/errors';
+import { keyString, rangeContains, type KeyRange } from '../../src/mvcc/key-range';
+import { compactHistory, latestAt } from './history';
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/** Rough per-version overhead, for dbSize. */
+const ENTRY_OVERHEAD = 96;
+/** Keys compacted per slice before yielding to requests. */
+const COMPACT_SLICE = 2000;
+
+export class MemoryDriver implements Driver {
+  readonly kind = 'memory';
+  private readonly current = new BTree<string, KeyValue>(undefined, compare);
+  private readonly history = new BTree<string, LogEntry[]>(undefined, compare);
+  /** log[i] holds the entries of revision logStart + i. */
+  private log: LogEntry[][] = [];
+  private logStart = 2;
+  /** Keys with more than one version or a deletion: the only ones compaction touches. */
+  private readonly compactable = new Set<string>();
+  private revision = 1;
+  private compactRevision = -1;
+  private bytes = 0;
+  /** Serialises write transactions (the batcher and compaction both write). */
+  private writeTail: Promise<unknown> = Promise.resolve();
+
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  read<T>(fn: (view: ReadView) => Promise<T>): Promise<T> {
+    return fn(this.view());
+  }
+
+  write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    const run = this.writeTail.then(() => this.runWrite(fn));
+    this.writeTail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runWrite<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    const staged: WriteSet[] = [];
+    let compactTo: number | null = null;
+    const view = this.view();
+    const tx: WriteTxn = {
+      revision: view.revision,
+      compactRevision: view.compactRevision,
+      range: (q) => view.range(q),
+      getMany: async (keys) => keys.map((k) => this.current.get(keyString(k)) ?? null),
+      apply: async (ws) => {
+        staged.push(ws);
+      },
+      setCompactRevision: async (rev) => {
+        compactTo = rev;
+      },
+    };
+    const result = await fn(tx);
+    // Commit: synchronous, so readers see all of it or none of it.
+    for (const ws of staged) this.commit(ws);
+    if (compactTo !== null) this.compactRevision = compactTo;
+    return result;
+  }
+
+  private commit(ws: WriteSet): void {
+    for (const e of ws.entries) {
+      const rev = e.kv.mod_revision;
+      const idx = rev - this.logStart;
+      while (this.log.length <= idx) this.log.push([]);
+      this.log[idx].push(e);
+      const ks = keyString(e.kv.key);
+      const versions = this.history.get(ks);
+      if (versions) {
+        versions.push(e);
+        this.compactable.add(ks);
+      } else {
+        this.history.set(ks, [e]);
+        if (e.deleted) this.compactable.add(ks);
+      }
+      this.bytes += e.kv.key.length + e.kv.value.length + ENTRY_OVERHEAD;
+    }
+    for (const kv of ws.puts) this.current.set(keyString(kv.key), kv);
+    for (const k of ws.deletes) this.current.delete(keyString(k));
+    this.revision = ws.revision;
+  }
+
+  /** A snapshot pinned at the current revision; later commits make it read history. */
+  private view(): ReadView {
+    const revision = this.revision;
+    const compactRevision = this.compactRevision;
+    return {
+      revision,
+      compactRevision,
+      range: async (q) => this.range(q),
+    };
+  }
+
+  private range(q: RangeQuery): RangeResult {
+    if (q.revision < this.compactRevision) throw ErrCompacted;
+    return q.revision >= this.revision ? this.rangeCurrent(q) : this.rangeHistory(q);
+  }
+
+  private rangeCurrent(q: RangeQuery): RangeResult {
+    if (q.end === null) {
+      const kv = this.current.get(keyString(q.key));
+      return { kvs: kv && !q.countOnly ? [kv] : [], count: kv ? 1 : 0 };
+    }
+    const kvs: KeyValue[] = [];
+    const want = q.countOnly ? 0 : q.limit > 0 ? q.limit : Infinity;
+    const count = this.scan(this.current, q, (kv) => {
+      if (kvs.length < want) kvs.push(kv);
+      return true;
+    });
+    return { kvs, count };
+  }
+
+  private rangeHistory(q: RangeQuery): RangeResult {
+    const kvs: KeyValue[] = [];
+    const want = q.countOnly ? 0 : q.limit > 0 ? q.limit : Infinity;
+    let count = 0;
+    const visit = (versions: LogEntry[]): boolean => {
+      const e = latestAt(versions, q.revision);
+      if (!e || e.deleted) return false;
+      count++;
+      if (kvs.length < want) kvs.push(e.kv);
+      return true;
+    };
+    if (q.end === null) {
+      const versions = this.history.get(keyString(q.key));
+      if (versions) visit(versions);
+    } else {
+      this.scan(this.history, q, visit);
+    }
+    return { kvs, count };
+  }
+
+  /** Visits the values of tree keys inside [q.key, q.end); returns how many visits said yes. */
+  private scan<V>(tree: BTree<string, V>, q: KeyRange, visit: (v: V) => boolean): number {
+    const lo = keyString(q.key);
+    let hi: string | undefined;
+    if (q.end && q.end.length > 0) {
+      hi = keyString(q.end);
+      if (hi <= lo) return 0;
+    } else {
+      hi = tree.maxKey();
+      if (hi === undefined || hi < lo) return 0;
+    }
+    let n = 0;
+    tree.forRange(lo, hi, q.end !== null && q.end.length === 0, (_k, v) => {
+      if (visit(v)) n++;
+    });
+    return n;
+  }
+
+  async readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead> {
+    const through = Math.min(this.revision, after + maxRevisions);
+    const entries: LogEntry[] = [];
+    for (let rev = Math.max(after + 1, this.logStart); rev <= through; rev++) {
+      for (const e of this.log[rev - this.logStart] ?? []) {
+        if (!range || rangeContains(range, e.kv.key)) entries.push(e);
+      }
+    }
+    return { entries, through: Math.max(through, after), revision: this.revision, compactRevision: this.compactRevision };
+  }
+
+  async getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {
+    return refs.map((r) => {
+      const versions = this.history.get(keyString(r.key));
+      const e = versions?.find((v) => v.kv.mod_revision === r.revision && !v.deleted);
+      return e ? e.kv : null;
+    });
+  }
+
+  async compact(revision: number): Promise<void> {
+    // The log before `revision` is no longer needed by any watcher.
+    const drop = Math.min(revision, this.revision + 1) - this.logStart;
+    if (drop > 0) {
+      this.log = this.log.slice(drop);
+      this.logStart += drop;
+    }
+    // History: slices of keys, yielding between them so writes keep flowing.
+    const keys = [...this.compactable];
+    for (let i = 0; i < keys.length; i += COMPACT_SLICE) {
+      for (const ks of keys.slice(i, i + COMPACT_SLICE)) this.compactKey(ks, revision);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // Entries at exactly `revision` that compaction removed from history leave the log too.
+    const atRev = this.log[revision - this.logStart];
+    if (atRev) this.log[revision - this.logStart] = atRev.filter((e) => this.history.get(keyString(e.kv.key))?.includes(e));
+  }
+
+  private compactKey(ks: string, revision: number): void {
+    const versions = this.history.get(ks);
+    if (!versions) {
+      this.compactable.delete(ks);
+      return;
+    }
+    const { kept, removed } = compactHistory(versions, revision);
+    for (const e of removed) this.bytes -= e.kv.key.length + e.kv.value.length + ENTRY_OVERHEAD;
+    if (kept.length === 0) {
+      this.history.delete(ks);
+      this.compactable.delete(ks);
+      return;
+    }
+    this.history.set(ks, kept);
+    if (kept.length === 1 && !kept[0].deleted) this.compactable.delete(ks);
+  }
+
+  async stats(): Promise<DriverStats> {
+    return { dbSize: this.bytes, dbSizeInUse: this.bytes };
+  }
+}

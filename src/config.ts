@@ -1,0 +1,190 @@
+// Command-line flags, named as etcd names them where etcd has the flag. Each
+// flag can also come from an environment variable (--max-txn-ops ->
+// ETCD_MAX_TXN_OPS), as etcd allows; a flag on the command line wins.
+
+export interface Config {
+  name: string;
+  dataDir: string;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  backend: string;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  certFile: string;
+  keyFile: string;
+  trustedCaFile: string;
+  clientCertAuth: boolean;
+}
+
+type Kind = 'string' | 'urls' | 'uint' | 'bool';
+
+interface Flag {
+  name: string;
+  key: keyof Config;
+  kind: Kind;
+  help: string;
+  /** The default, as it would be written on the command line. */
+  def: string;
+}
+
+export const FLAGS: Flag[] = [
+  { name: 'name', key: 'name', kind: 'string', def: 'default', help: 'Human-readable name for this member.' },
+  { name: 'data-dir', key: 'dataDir', kind: 'string', def: '', help: 'Path to the data directory (default "<name>.etcd").' },
+  {
+    name: 'listen-client-urls',
+    key: 'listenClientUrls',
+    kind: 'urls',
+    def: 'http://127.0.0.1:2379',
+    help: 'Comma-separated URLs to serve gRPC and the HTTP/JSON gateway on (http:// or https://).',
+  },
+  {
+    name: 'advertise-client-urls',
+    key: 'advertiseClientUrls',
+    kind: 'urls',
+    def: '',
+    help: 'Comma-separated client URLs to advertise in the member list (default: the listen URLs).',
+  },
+  { name: 'backend', key: 'backend', kind: 'string', def: 'memory', help: 'Storage: "memory" (data is lost on exit).' },
+  {
+    name: 'max-request-bytes',
+    key: 'maxRequestBytes',
+    kind: 'uint',
+    def: '1572864',
+    help: 'Maximum client write request size in bytes.',
+  },
+  { name: 'max-txn-ops', key: 'maxTxnOps', kind: 'uint', def: '128', help: 'Maximum number of operations permitted in a transaction.' },
+  { name: 'cert-file', key: 'certFile', kind: 'string', def: '', help: 'Path to the client server TLS cert file (serves https://).' },
+  { name: 'key-file', key: 'keyFile', kind: 'string', def: '', help: 'Path to the client server TLS key file.' },
+  { name: 'trusted-ca-file', key: 'trustedCaFile', kind: 'string', def: '', help: 'Path to the client server TLS trusted CA cert file.' },
+  { name: 'client-cert-auth', key: 'clientCertAuth', kind: 'bool', def: 'false', help: 'Require client certificates signed by --trusted-ca-file.' },
+];
+
+export class ConfigError extends Error {}
+
+export function envName(flag: string): string {
+  return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function convert(flag: Flag, raw: string, source: string): unknown {
+  switch (flag.kind) {
+    case 'string':
+      return raw;
+    case 'urls': {
+      const urls = raw.split(',').map((u) => u.trim()).filter(Boolean);
+      for (const u of urls) parseClientUrl(u, source);
+      return urls;
+    }
+    case 'uint': {
+      if (!/^\d+$/.test(raw)) throw new ConfigError(`invalid value "${raw}" for ${source}: expected a non-negative integer`);
+      return Number(raw);
+    }
+    case 'bool': {
+      if (/^(1|t|true)$/i.test(raw)) return true;
+      if (/^(0|f|false)$/i.test(raw)) return false;
+      throw new ConfigError(`invalid value "${raw}" for ${source}: expected true or false`);
+    }
+  }
+}
+
+export interface ClientUrl {
+  tls: boolean;
+  host: string;
+  port: number;
+}
+
+export function parseClientUrl(raw: string, source = 'URL'): ClientUrl {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`invalid URL "${raw}" for ${source}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ConfigError(`invalid URL "${raw}" for ${source}: the scheme must be http or https`);
+  }
+  if (u.pathname !== '/' && u.pathname !== '') throw new ConfigError(`invalid URL "${raw}" for ${source}: a path is not allowed`);
+  if (!u.port) throw new ConfigError(`invalid URL "${raw}" for ${source}: a port is required`);
+  return { tls: u.protocol === 'https:', host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) };
+}
+
+export interface Parsed {
+  config: Config;
+  help: boolean;
+  version: boolean;
+  warnings: string[];
+}
+
+/** Parses argv (without node and script) and the environment. Throws ConfigError. */
+export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
+  const byName = new Map(FLAGS.map((f) => [f.name, f]));
+  const given = new Map<Flag, string>();
+  const warnings: string[] = [];
+  let help = false;
+  let version = false;
+
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const m = /^--?([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    if (!m) throw new ConfigError(`unexpected argument "${arg}" (flags start with --)`);
+    const [, name, inline] = m;
+    if (name === 'help' || name === 'h') {
+      help = true;
+      continue;
+    }
+    if (name === 'version') {
+      version = true;
+      continue;
+    }
+    const flag = byName.get(name);
+    if (!flag) throw new ConfigError(`unknown flag --${name}`);
+    let raw = inline;
+    if (raw === undefined) {
+      if (flag.kind === 'bool') raw = 'true';
+      else if (i + 1 < argv.length) raw = argv[++i];
+      else throw new ConfigError(`flag --${name} needs a value`);
+    }
+    given.set(flag, raw);
+  }
+
+  const values: Record<string, unknown> = {};
+  for (const flag of FLAGS) {
+    const envKey = envName(flag.name);
+    let raw = given.get(flag);
+    let source = `--${flag.name}`;
+    if (raw === undefined && env[envKey] !== undefined) {
+      raw = env[envKey];
+      source = envKey;
+    } else if (raw !== undefined && env[envKey] !== undefined) {
+      warnings.push(`${envKey} is shadowed by the command-line flag --${flag.name}`);
+    }
+    values[flag.key] = convert(flag, raw ?? flag.def, raw === undefined ? `the default of --${flag.name}` : source);
+  }
+  const known = new Set([...FLAGS.map((f) => envName(f.name))]);
+  for (const k of Object.keys(env)) {
+    if (k.startsWith('ETCD_') && !known.has(k) && !k.startsWith('ETCDCTL')) warnings.push(`unrecognized environment variable ${k}`);
+  }
+
+  const config = values as unknown as Config;
+  if (!config.dataDir) config.dataDir = `${config.name}.etcd`;
+  if (config.advertiseClientUrls.length === 0) config.advertiseClientUrls = config.listenClientUrls;
+  if (config.listenClientUrls.length === 0) throw new ConfigError('--listen-client-urls needs at least one URL');
+  if (config.maxTxnOps < 1) throw new ConfigError('--max-txn-ops must be at least 1');
+  if (config.maxRequestBytes < 1) throw new ConfigError('--max-request-bytes must be at least 1');
+  const wantsTls = config.listenClientUrls.some((u) => parseClientUrl(u).tls);
+  if (wantsTls && (!config.certFile || !config.keyFile)) {
+    throw new ConfigError('https:// listen URLs need --cert-file and --key-file');
+  }
+  if (config.clientCertAuth && !config.trustedCaFile) throw new ConfigError('--client-cert-auth needs --trusted-ca-file');
+  return { config, help, version, warnings };
+}
+
+export function usage(): string {
+  const lines = ['Usage: etcd-adapter [flags]', '', 'An etcd v3 API server (gRPC and HTTP/JSON on one port) on pluggable storage.', '', 'Flags:'];
+  for (const f of FLAGS) {
+    const def = f.def === '' ? '' : ` (default "${f.def}")`;
+    lines.push(`  --${f.name}${f.kind === 'bool' ? '' : ' <value>'}`);
+    lines.push(`        ${f.help}${def}  [env ${envName(f.name)}]`);
+  }
+  lines.push('  --help      Show this help.', '  --version   Print the version.');
+  return lines.join('\n');
+}

@@ -1,0 +1,53 @@
+// The library entry point: start an etcd-compatible server inside this
+// process (in-memory by default) and get its URL and a close().
+import { parseArgs, type Config } from './config';
+import { EtcdAdapterServer } from './server/server';
+
+export interface StartOptions {
+  /** Port to listen on; 0 (the default) picks a free one. */
+  port?: number;
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Storage backend URL (default "memory"). */
+  backend?: string;
+  /** Member name (default "default"). */
+  name?: string;
+  /** etcd's --max-request-bytes (default 1.5 MiB). */
+  maxRequestBytes?: number;
+  /** etcd's --max-txn-ops (default 128). */
+  maxTxnOps?: number;
+}
+
+export interface RunningServer {
+  /** The client URL, e.g. "http://127.0.0.1:41234": give it to etcd clients as the endpoint. */
+  url: string;
+  /** host:port, the form etcdctl --endpoints takes. */
+  endpoint: string;
+  port: number;
+  /** Stop serving and release everything. */
+  close(): Promise<void>;
+}
+
+export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
+  const { config } = parseArgs([], {});
+  const host = options.host ?? '127.0.0.1';
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const listen = `http://${hostPart}:${options.port ?? 0}`;
+  const merged: Config = {
+    ...config,
+    name: options.name ?? config.name,
+    backend: options.backend ?? 'memory',
+    listenClientUrls: [listen],
+    advertiseClientUrls: [listen],
+    maxRequestBytes: options.maxRequestBytes ?? config.maxRequestBytes,
+    maxTxnOps: options.maxTxnOps ?? config.maxTxnOps,
+  };
+  merged.advertiseClientUrls = merged.listenClientUrls;
+  const server = await EtcdAdapterServer.start(merged);
+  const url = server.urls[0];
+  const port = Number(new URL(url).port);
+  return { url, endpoint: `${host}:${port}`, port, close: () => server.close() };
+}
+
+export { EtcdAdapterServer } from './server/server';
+export type { Config } from './config';

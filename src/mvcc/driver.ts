@@ -1,0 +1,121 @@
+// The storage contract, declared here by its user. A driver stores and reads;
+// it never decides what a request means: mvcc evaluates every txn, assigns
+// every revision and hands the driver finished changes to persist.
+//
+// A driver keeps three things:
+//   - the revision log: every put and deletion of every key (LogEntry), many
+//     per revision, kept until compaction;
+//   - the current view: the live kv of every key, so that reads at the latest
+//     revision never scan history;
+//   - the store meta: current revision (1 on an empty store) and compact
+//     revision (-1 until the first compaction).
+// Leases and auth data live in the same database (see lease/auth contracts).
+import type { KeyValue, LogEntry } from './kv';
+import type { KeyRange } from './key-range';
+
+export interface RangeQuery extends KeyRange {
+  /** Read the state at this revision: compactRevision <= revision <= view.revision. */
+  revision: number;
+  /** Return at most this many kvs, in ascending key order; 0 means all. */
+  limit: number;
+  /** The caller needs only `count`; kvs may come back empty. */
+  countOnly: boolean;
+  /** The caller drops values; a driver may return them empty. */
+  keysOnly: boolean;
+}
+
+export interface RangeResult {
+  /** Live kvs in the range at the revision, ascending by key, cut at limit. */
+  kvs: KeyValue[];
+  /** All live keys in the range at the revision, regardless of limit. */
+  count: number;
+}
+
+/** A consistent snapshot of the store. */
+export interface ReadView {
+  /** The store's current revision in this snapshot. */
+  readonly revision: number;
+  /** The compact revision in this snapshot (-1: never compacted). */
+  readonly compactRevision: number;
+  range(q: RangeQuery): Promise<RangeResult>;
+}
+
+/** Everything one write batch changed, computed by mvcc. */
+export interface WriteSet {
+  /** New log entries, ascending by (kv.mod_revision, sub). */
+  entries: LogEntry[];
+  /** Keys live after the batch, with their final kv. */
+  puts: KeyValue[];
+  /** Keys that were live before the batch and are not after it. */
+  deletes: Buffer[];
+  /** The store's revision after the batch. */
+  revision: number;
+}
+
+/**
+ * An exclusive write transaction: no other writer (in this process or, on
+ * SQL, any instance) commits while it is open, so its reads stay true until
+ * it commits. Reads see the state before this transaction's own changes.
+ */
+export interface WriteTxn extends ReadView {
+  /** The live kv of each key (null when absent), at `revision`. */
+  getMany(keys: Buffer[]): Promise<(KeyValue | null)[]>;
+  /** Persist a batch's changes; they commit with the transaction. */
+  apply(ws: WriteSet): Promise<void>;
+  /** Record a new compact revision (mvcc has checked it). */
+  setCompactRevision(revision: number): Promise<void>;
+}
+
+export interface LogRead {
+  /** Entries of whole revisions in (after, through], ascending (filtered when asked). */
+  entries: LogEntry[];
+  /** The last revision this read covers; resume after it. */
+  through: number;
+  /** The store's current and compact revision at the read. */
+  revision: number;
+  compactRevision: number;
+}
+
+export interface KvRef {
+  key: Buffer;
+  /** mod_revision of the live version wanted. */
+  revision: number;
+}
+
+export interface DriverStats {
+  /** Bytes the store occupies (file or memory). */
+  dbSize: number;
+  /** Bytes of that in use by live data and history. */
+  dbSizeInUse: number;
+}
+
+export interface Driver {
+  /** Short name for logs and status: "memory", "sqlite", "mysql", "tidb". */
+  readonly kind: string;
+  /** Connect, migrate the schema, load the meta. Throws a clear error when it cannot. */
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** Run fn against one consistent snapshot. */
+  read<T>(fn: (view: ReadView) => Promise<T>): Promise<T>;
+  /**
+   * Run fn in an exclusive write transaction and commit when it returns; roll
+   * back when it throws. A driver may run fn again after a transient conflict,
+   * so fn must not have effects outside the transaction.
+   */
+  write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T>;
+  /**
+   * Read the log after revision `after`, at most `maxRevisions` whole
+   * revisions, only entries inside `range` when given. Never returns a
+   * revision while an earlier one could still appear.
+   */
+  readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead>;
+  /** Look up historical versions (for prev_kv of watch events); null where gone. */
+  getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]>;
+  /**
+   * Physically remove history that no read at or above `revision` needs: for
+   * every key, all but its latest version at or below `revision`, and that one
+   * too when it is a deletion. Runs in bounded batches.
+   */
+  compact(revision: number): Promise<void>;
+  stats(): Promise<DriverStats>;
+}

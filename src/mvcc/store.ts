@@ -1,0 +1,125 @@
+// The key-value store: etcd's KV semantics over any driver. Reads run on a
+// consistent snapshot; writes go through the group-commit batcher; every
+// commit is announced to listeners (the watch hub) with its revision.
+import { EventEmitter } from 'node:events';
+import { ErrCompacted, ErrFutureRev } from '../errors';
+import type { Driver } from './driver';
+import { executeRange } from './range';
+import {
+  num,
+  type CompactionRequest,
+  type DeleteRangeRequest,
+  type Header,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type DeleteRangeResponse,
+  type TxnRequest,
+  type TxnResponse,
+} from './requests';
+import { applyDelete, applyPut, applyTxn, checkPutPreconditions, checkReads, checkWrites, decide, type LeaseExists } from './txn';
+import { checkDelete, checkDuplicates, checkPut, checkRange, checkTxn, isTxnReadOnly } from './validate';
+import { WriteBatcher, type WriteOp } from './write-batcher';
+
+export interface StoreOptions {
+  /** etcd's --max-txn-ops (default 128). */
+  maxTxnOps: number;
+  /** Most client writes committed in one database transaction. */
+  maxBatch?: number;
+}
+
+export interface StoreEvents {
+  /** A write batch committed; revision is the store's new revision. */
+  commit: [revision: number];
+}
+
+export class MvccStore extends EventEmitter<StoreEvents> {
+  private readonly batcher: WriteBatcher;
+  /** Physical compactions run one at a time, in order. */
+  private compacting: Promise<void> = Promise.resolve();
+  /**
+   * Whether a lease exists, asked inside the write transaction. Until a
+   * lessor is attached, no lease exists (etcd's answer for an unknown id).
+   */
+  leaseExists: LeaseExists = async () => false;
+
+  constructor(
+    readonly driver: Driver,
+    private readonly opts: StoreOptions,
+  ) {
+    super();
+    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256 }, (rev) => this.emit('commit', rev));
+  }
+
+  /** Run a write of the caller's own (leases, auth) through the same batches. */
+  write<R>(op: WriteOp<R>): Promise<R> {
+    return this.batcher.submit(op);
+  }
+
+  async range(r: RangeRequest): Promise<RangeResponse> {
+    checkRange(r);
+    return this.driver.read((view) => executeRange(view, r));
+  }
+
+  async put(r: PutRequest): Promise<PutResponse> {
+    checkPut(r);
+    return this.batcher.submit({
+      keys: [r.key],
+      run: async (view) => {
+        await checkPutPreconditions(view, r, this.leaseExists);
+        return applyPut(view, r);
+      },
+    });
+  }
+
+  async deleteRange(r: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    checkDelete(r);
+    return this.batcher.submit({
+      keys: r.range_end.length === 0 ? [r.key] : undefined,
+      run: (view) => applyDelete(view, r),
+    });
+  }
+
+  async txn(r: TxnRequest): Promise<TxnResponse> {
+    checkTxn(r, this.opts.maxTxnOps);
+    checkDuplicates(r.success);
+    checkDuplicates(r.failure);
+    if (isTxnReadOnly(r)) {
+      return this.driver.read(async (view) => {
+        const d = await decide(view, r);
+        await checkReads(view, d);
+        return applyTxn(view, d);
+      });
+    }
+    return this.batcher.submit({
+      keys: r.compare.filter((c) => c.range_end.length === 0).map((c) => c.key),
+      run: async (view) => {
+        const d = await decide(view, r);
+        await checkWrites(view, d, this.leaseExists);
+        return applyTxn(view, d);
+      },
+    });
+  }
+
+  /** Compact: record the new compact revision at once; remove history now (physical) or in the background. */
+  async compact(r: CompactionRequest): Promise<{ header: Header }> {
+    const rev = num(r.revision);
+    const current = await this.driver.write(async (tx) => {
+      if (rev <= tx.compactRevision) throw ErrCompacted;
+      if (rev > tx.revision) throw ErrFutureRev;
+      await tx.setCompactRevision(rev);
+      return tx.revision;
+    });
+    const done = (this.compacting = this.compacting.then(() => this.driver.compact(rev)).catch((err) => {
+      console.error(`compaction to revision ${rev} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }));
+    if (r.physical) await done;
+    return { header: { revision: current } };
+  }
+
+  /** The store's current and compact revision. */
+  async revisions(): Promise<{ revision: number; compactRevision: number }> {
+    return this.driver.read(async (view) => ({ revision: view.revision, compactRevision: view.compactRevision }));
+  }
+}

@@ -1,0 +1,95 @@
+// Group commit. Writes that arrive while a batch is being committed wait and
+// then go together in the next one: one driver transaction, many requests,
+// each with its own revision and its own answer. An idle store starts a batch
+// at once, so a lone write pays no extra latency.
+//
+// A request that fails its own checks is rolled out of the batch alone; a
+// storage failure fails the whole batch (nothing of it was committed).
+import { EtcdError, StorageUnavailableError } from '../errors';
+import type { Driver } from './driver';
+import { WriteView } from './write-view';
+
+/** One request's work inside a batch. It may read and stage writes on the view. */
+export interface WriteOp<R> {
+  /** Keys it will certainly read, fetched for the whole batch in one query. */
+  keys?: Buffer[];
+  run(view: WriteView): Promise<R>;
+}
+
+interface Pending {
+  op: WriteOp<unknown>;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+export interface BatchOptions {
+  /** Most requests in one batch (bounds transaction size). */
+  maxRequests: number;
+}
+
+export class WriteBatcher {
+  private queue: Pending[] = [];
+  private running = false;
+
+  constructor(
+    private readonly driver: Driver,
+    private readonly opts: BatchOptions,
+    /** Called after each commit with the new revision. */
+    private readonly onCommit: (revision: number) => void,
+  ) {}
+
+  submit<R>(op: WriteOp<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.opts.maxRequests);
+        await this.commit(batch);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    let outcomes: { ok: boolean; value: unknown }[] = [];
+    let revision = 0;
+    let changed = false;
+    try {
+      await this.driver.write(async (tx) => {
+        // Runs again from scratch if the driver retries after a conflict.
+        const view = new WriteView(tx);
+        outcomes = [];
+        const keys = batch.flatMap((p) => p.op.keys ?? []);
+        if (keys.length > 0) await view.prefetch(keys);
+        for (const p of batch) {
+          view.beginRequest();
+          try {
+            const value = await p.op.run(view);
+            view.endRequest();
+            outcomes.push({ ok: true, value });
+          } catch (err) {
+            view.abortRequest();
+            if (!(err instanceof EtcdError) || err instanceof StorageUnavailableError) throw err;
+            outcomes.push({ ok: false, value: err });
+          }
+        }
+        changed = view.hasChanges;
+        if (changed) await tx.apply(view.writeSet());
+        revision = view.revision;
+      });
+    } catch (err) {
+      // Nothing of the batch was committed; drivers report faults as StorageUnavailableError.
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    if (changed) this.onCommit(revision);
+    batch.forEach((p, i) => (outcomes[i].ok ? p.resolve(outcomes[i].value) : p.reject(outcomes[i].value)));
+  }
+}

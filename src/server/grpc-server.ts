@@ -1,0 +1,53 @@
+// Binds the API handlers onto a grpc-js server. Every method of every service
+// in proto/ is registered; one without a handler answers UNIMPLEMENTED with a
+// sentence naming it.
+import * as grpc from '@grpc/grpc-js';
+import type { CallMeta, ServiceHandlers } from '../api/context';
+import { toStatus, unimplemented } from '../errors';
+import { packageDefinition } from '../proto';
+
+export type StreamHandler = (call: grpc.ServerDuplexStream<any, any> | grpc.ServerWritableStream<any, any>) => void;
+
+export interface GrpcServices {
+  /** Unary handlers by service full name ("etcdserverpb.KV"). */
+  unary: Record<string, ServiceHandlers>;
+  /** Streaming handlers by "service/method" ("etcdserverpb.Watch/Watch"). */
+  streams: Record<string, StreamHandler>;
+}
+
+export function callMeta(metadata: grpc.Metadata): CallMeta {
+  const token = metadata.get('token')[0] ?? metadata.get('authorization')[0];
+  return { token: token === undefined ? undefined : String(token) };
+}
+
+export function createGrpcServer(services: GrpcServices, options: grpc.ServerOptions): grpc.Server {
+  const server = new grpc.Server(options);
+  for (const [serviceName, def] of Object.entries(packageDefinition)) {
+    if (!def || typeof def !== 'object' || 'format' in def) continue; // message types
+    const service = def as grpc.ServiceDefinition;
+    const handlers = services.unary[serviceName] ?? {};
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const [method, m] of Object.entries(service)) {
+      const stream = services.streams[`${serviceName}/${method}`];
+      const missing = unimplemented(`etcd-adapter: ${serviceName}.${method} is not implemented`);
+      if (m.requestStream || m.responseStream) {
+        impl[method] =
+          stream ??
+          ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+            call.emit('error', { code: missing.code, details: missing.message });
+          });
+        continue;
+      }
+      const handler = handlers[method];
+      impl[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (!handler) return callback({ code: missing.code, details: missing.message });
+        handler(call.request, callMeta(call.metadata)).then(
+          (res) => callback(null, res),
+          (err) => callback(toStatus(err)),
+        );
+      };
+    }
+    server.addService(service, impl);
+  }
+  return server;
+}

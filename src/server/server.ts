@@ -1,0 +1,139 @@
+// The server's lifecycle: open the store, bind every listen URL (gRPC and
+// HTTP/JSON share each port), and shut everything down cleanly.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { ApiContext } from '../api/context';
+import { clusterService } from '../api/cluster';
+import { memberIdentity, stableId, type Identity } from '../api/identity';
+import { kvService } from '../api/kv';
+import { maintenanceService } from '../api/maintenance';
+import { parseClientUrl, type Config } from '../config';
+import { MvccStore } from '../mvcc/store';
+import { createDriver } from '../../drivers/registry';
+import { createGrpcServer } from './grpc-server';
+import { healthStreams, healthService } from './health';
+import { createListener, type TlsFiles } from './listener';
+
+/** gRPC may carry this much more than --max-request-bytes before refusing a message outright (as etcd). */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export class EtcdAdapterServer {
+  /** The URLs actually served (a port of 0 replaced by the bound port). */
+  readonly urls: string[] = [];
+  private readonly listeners: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
+  private grpcServer!: grpc.Server;
+  private httpServer!: http.Server;
+  private store!: MvccStore;
+  private closing: Promise<void> | null = null;
+  identity!: Identity;
+
+  constructor(readonly config: Config) {}
+
+  static async start(config: Config): Promise<EtcdAdapterServer> {
+    const server = new EtcdAdapterServer(config);
+    try {
+      await server.open();
+    } catch (err) {
+      await server.close().catch(() => undefined);
+      throw err;
+    }
+    return server;
+  }
+
+  private async open(): Promise<void> {
+    const { config } = this;
+    const driver = createDriver(config.backend, { dataDir: config.dataDir });
+    await driver.open();
+    this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps });
+
+    // Filled in once the ports are bound: the member id covers the advertised URLs.
+    this.identity = { clusterId: '0', memberId: '0', name: config.name, clientUrls: [] };
+    const bound = await this.listen(loadTls(config));
+    const advertised = config.advertiseClientUrls === config.listenClientUrls ? bound : config.advertiseClientUrls;
+    Object.assign(this.identity, memberIdentity(stableId(`cluster:${driver.kind}:${config.name}`), config.name, advertised));
+    this.urls.push(...bound);
+  }
+
+  private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
+    const api: ApiContext = {
+      store: this.store,
+      identity: this.identity,
+      limits: { maxRequestBytes: this.config.maxRequestBytes },
+    };
+    this.grpcServer = createGrpcServer(
+      {
+        unary: {
+          'etcdserverpb.KV': kvService(api),
+          'etcdserverpb.Maintenance': maintenanceService(api),
+          'etcdserverpb.Cluster': clusterService(api),
+          'grpc.health.v1.Health': healthService(),
+        },
+        streams: { ...healthStreams() },
+      },
+      {
+        'grpc.max_receive_message_length': this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+        'grpc.max_send_message_length': -1,
+        'grpc.keepalive_permit_without_calls': 1,
+      },
+    );
+    const injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.httpServer = http.createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('404 page not found\n');
+    });
+
+    const urls: string[] = [];
+    for (const raw of this.config.listenClientUrls) {
+      const u = parseClientUrl(raw, '--listen-client-urls');
+      const listener = createListener(u.tls ? tlsFiles : null, {
+        grpc: (socket) => injector.injectConnection(socket),
+        http: (socket) => this.httpServer.emit('connection', socket),
+      });
+      listener.on('connection', (s: net.Socket) => this.track(s));
+      listener.on('secureConnection', (s: net.Socket) => this.track(s));
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(u.port, u.host, () => {
+          listener.removeListener('error', reject);
+          resolve();
+        });
+      });
+      this.listeners.push(listener);
+      const port = (listener.address() as net.AddressInfo).port;
+      const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+      urls.push(`${u.tls ? 'https' : 'http'}://${host}:${port}`);
+    }
+    return urls;
+  }
+
+  private track(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /** Stop listening, end every connection and stream, close the store. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
+    this.grpcServer?.forceShutdown();
+    this.httpServer?.closeAllConnections();
+    for (const s of this.sockets) s.destroy();
+    await this.store?.driver.close();
+  }
+}
+
+function loadTls(config: Config): TlsFiles | null {
+  if (!config.certFile || !config.keyFile) return null;
+  return {
+    cert: fs.readFileSync(config.certFile),
+    key: fs.readFileSync(config.keyFile),
+    ca: config.trustedCaFile ? fs.readFileSync(config.trustedCaFile) : undefined,
+    clientCertAuth: config.clientCertAuth,
+  };
+}

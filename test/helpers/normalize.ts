@@ -1,0 +1,19 @@
+// Removes from answers only what must differ between two servers: cluster and
+// member ids and the raft term (and, where a test says so, more fields).
+
+const ALWAYS = new Set(['cluster_id', 'member_id', 'raft_term']);
+
+export function normalize(value: unknown, extra: string[] = []): unknown {
+  const drop = new Set([...ALWAYS, ...extra]);
+  const walk = (v: unknown): unknown => {
+    if (Buffer.isBuffer(v)) return `bytes:${v.toString('base64')}`;
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) if (!drop.has(k)) out[k] = walk(x);
+      return out;
+    }
+    return v;
+  };
+  return walk(value);
+}
