@@ -58,6 +58,11 @@ function markPresentEmptyRangeEnds(msg: unknown): void {
   for (const v of Object.values(m)) if (v && typeof v === 'object') markPresentEmptyRangeEnds(v);
 }
 
+/** "etcdserverpb.KV" -> "etcdserverpb"; "grpc.health.v1.Health" -> "grpc.health.v1". */
+function packageOf(service: string): string {
+  return service.split('.').slice(0, -1).join('.');
+}
+
 function load(): protoLoader.PackageDefinition {
   const def = protoLoader.loadSync(FILES, LOADER_OPTIONS);
   for (const name of Object.keys(def)) {
@@ -66,7 +71,7 @@ function load(): protoLoader.PackageDefinition {
     for (const [methodName, method] of Object.entries(service)) {
       let decode = method.requestDeserialize;
       if (PRESENT_EMPTY_RANGE_END.has(`${name}/${methodName}`)) {
-        const type = protoRoot.lookupType(`${name.split('.')[0]}.${(method.requestType as { type: { name: string } }).type.name}`);
+        const type = protoRoot.lookupType(`${packageOf(name)}.${(method.requestType as { type: { name: string } }).type.name}`);
         decode = (buf: Buffer) => {
           const msg = type.decode(buf);
           if (servedWithoutRaft(msg as unknown as Record<string, unknown>)) markPresentEmptyRangeEnds(msg);
@@ -79,6 +84,11 @@ function load(): protoLoader.PackageDefinition {
         setRequestSize(req, buf.length);
         return req;
       };
+      // Encode answers straight from the handlers' plain objects: protobufjs's
+      // encoder reads them as they are, so the Message copy (and a Long per
+      // int64 field) that fromObject would build per answer is skipped.
+      const responseType = protoRoot.lookupType(`${packageOf(name)}.${(method.responseType as { type: { name: string } }).type.name}`);
+      method.responseSerialize = (res: object) => responseType.encode(res as protobuf.Message).finish() as Buffer;
     }
   }
   return def;

@@ -1,7 +1,7 @@
 // The Cluster service: this instance is the one member.
 import { unimplemented } from '../errors';
 import type { ApiContext, ServiceHandlers } from './context';
-import { RAFT_TERM } from './identity';
+import { RAFT_TERM, uint64 } from './identity';
 
 const MEMBERSHIP = 'membership is not managed through the etcd API: every etcd-adapter instance on the same store is a member';
 
@@ -10,8 +10,8 @@ export function clusterService(api: ApiContext): ServiceHandlers {
   return {
     // Cluster answers carry no revision, as etcd's do.
     MemberList: async () => ({
-      header: { cluster_id: identity.clusterId, member_id: identity.memberId, raft_term: RAFT_TERM },
-      members: [{ ID: identity.memberId, name: identity.name, peerURLs: [], clientURLs: identity.clientUrls, isLearner: false }],
+      header: { cluster_id: uint64(identity.clusterId), member_id: uint64(identity.memberId), raft_term: RAFT_TERM },
+      members: [{ ID: uint64(identity.memberId), name: identity.name, peerURLs: [], clientURLs: identity.clientUrls, isLearner: false }],
     }),
     MemberAdd: async () => {
       throw unimplemented(`etcd-adapter: MemberAdd is not supported: ${MEMBERSHIP}`);

@@ -2,6 +2,7 @@
 // a cluster id shared by every instance on one store, a member id per
 // instance, and a raft term that never changes (there is no raft here).
 import { createHash } from 'node:crypto';
+import Long from 'long';
 
 export const SERVER_VERSION = '3.5.16';
 export const CLUSTER_VERSION = '3.5.0';
@@ -26,13 +27,28 @@ export function memberIdentity(clusterId: string, name: string, clientUrls: stri
   return { clusterId, memberId: stableId(`member:${clusterId}:${name}:${clientUrls.join(',')}`), name, clientUrls };
 }
 
+/** A uint64 id as a Long, which protobufjs encodes without re-parsing the decimal string. */
+export type Uint64 = Long;
+
 export interface FullHeader {
-  cluster_id: string;
-  member_id: string;
+  cluster_id: Uint64;
+  member_id: Uint64;
   revision: number;
   raft_term: number;
 }
 
+const longs = new Map<string, Uint64>();
+
+/** The Long of a decimal uint64 id, parsed once. */
+export function uint64(id: string): Uint64 {
+  let l = longs.get(id);
+  if (!l) {
+    l = Long.fromString(id, true);
+    longs.set(id, l);
+  }
+  return l;
+}
+
 export function header(id: Identity, revision: number): FullHeader {
-  return { cluster_id: id.clusterId, member_id: id.memberId, revision, raft_term: RAFT_TERM };
+  return { cluster_id: uint64(id.clusterId), member_id: uint64(id.memberId), revision, raft_term: RAFT_TERM };
 }

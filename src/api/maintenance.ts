@@ -1,7 +1,7 @@
 // The Maintenance service: enough of it for etcdctl endpoint status/health.
 import { unimplemented } from '../errors';
 import type { ApiContext, ServiceHandlers } from './context';
-import { header, RAFT_TERM, SERVER_VERSION } from './identity';
+import { header, RAFT_TERM, SERVER_VERSION, uint64 } from './identity';
 
 export function maintenanceService(api: ApiContext): ServiceHandlers {
   const { store, identity } = api;
@@ -12,7 +12,7 @@ export function maintenanceService(api: ApiContext): ServiceHandlers {
         header: header(identity, revision),
         version: SERVER_VERSION,
         dbSize: stats.dbSize,
-        leader: identity.memberId,
+        leader: uint64(identity.memberId),
         // No raft log: the store's revision is the closest thing to an index.
         raftIndex: revision,
         raftTerm: RAFT_TERM,

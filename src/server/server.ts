@@ -77,6 +77,8 @@ export class EtcdAdapterServer {
         'grpc.max_receive_message_length': this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
         'grpc.max_send_message_length': -1,
         'grpc.keepalive_permit_without_calls': 1,
+        // Per-call statistics nobody reads here; they cost CPU on every call.
+        'grpc.enable_channelz': 0,
       },
     );
     const injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -89,7 +91,11 @@ export class EtcdAdapterServer {
       const u = parseClientUrl(raw, '--listen-client-urls');
       const listener = createListener(u.tls ? tlsFiles : null, {
         grpc: (socket) => injector.injectConnection(socket),
-        http: (socket) => this.httpServer.emit('connection', socket),
+        http: (socket) => {
+          this.httpServer.emit('connection', socket);
+          // The HTTP parser reads the handle directly; resuming delivers the sniffed bytes to it.
+          socket.resume();
+        },
       });
       listener.on('connection', (s: net.Socket) => this.track(s));
       listener.on('secureConnection', (s: net.Socket) => this.track(s));

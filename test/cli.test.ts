@@ -1,0 +1,89 @@
+// bin/etcd-adapter: flags, environment variables, errors, signals.
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { etcdctl } from './helpers/etcdctl';
+import { freePort, waitFor } from './helpers/ports';
+
+const BIN = path.resolve(__dirname, '..', '..', 'bin', 'etcd-adapter');
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', timeout: 20000 });
+}
+
+async function serve(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exit, stderr: () => stderr };
+}
+
+describe('command line', () => {
+  it('--help lists every flag with its environment variable', () => {
+    const r = run(['--help']);
+    assert.equal(r.status, 0);
+    for (const flag of ['--listen-client-urls', '--advertise-client-urls', '--name', '--data-dir', '--max-request-bytes', '--max-txn-ops', '--backend']) {
+      assert.ok(r.stdout.includes(flag), flag);
+    }
+    assert.match(r.stdout, /ETCD_LISTEN_CLIENT_URLS/);
+  });
+
+  it('an unknown flag or a bad value is a clear error with a non-zero exit', () => {
+    const unknown = run(['--no-such-flag']);
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /unknown flag --no-such-flag/);
+    const bad = run(['--max-txn-ops', 'many']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /invalid value "many" for --max-txn-ops/);
+    const badEnv = run([], { ETCD_MAX_REQUEST_BYTES: '-5' });
+    assert.equal(badEnv.status, 2);
+    assert.match(badEnv.stderr, /ETCD_MAX_REQUEST_BYTES/);
+    const badUrl = run(['--listen-client-urls', 'ftp://127.0.0.1:1']);
+    assert.equal(badUrl.status, 2);
+    assert.match(badUrl.stderr, /scheme must be http or https/);
+    const missing = run(['--name']);
+    assert.equal(missing.status, 2);
+    const backend = run(['--backend', 'cassandra://x', '--listen-client-urls', 'http://127.0.0.1:0']);
+    assert.equal(backend.status, 1);
+    assert.match(backend.stderr, /unknown backend "cassandra:\/\/x"/);
+  });
+
+  it('takes flags from ETCD_* environment variables, serves etcdctl, and stops on SIGTERM', async () => {
+    const port = await freePort();
+    const s = await serve([], { ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${port}`, ETCD_MAX_TXN_OPS: '2', ETCD_NAME: 'from-env' });
+    const endpoint = `127.0.0.1:${port}`;
+    await waitFor('the server', async () => ((await etcdctl(endpoint, ['endpoint', 'health'])).code === 0 ? true : undefined));
+    assert.equal((await etcdctl(endpoint, ['put', 'k', 'v'])).code, 0);
+    assert.equal((await etcdctl(endpoint, ['get', 'k', '--print-value-only'])).stdout, 'v\n');
+    const txn = await etcdctl(endpoint, ['txn'], '\n\nput a 1\nput b 2\nput c 3\n\n\n');
+    assert.match(txn.stderr, /too many operations in txn request/);
+    const members = await etcdctl(endpoint, ['member', 'list']);
+    assert.match(members.stdout, /from-env/);
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exit, 0);
+    assert.match(s.stderr(), /SIGTERM, shutting down/);
+  });
+
+  it('stops on SIGINT too, and a flag wins over its environment variable', async () => {
+    const port = await freePort();
+    const other = await freePort();
+    const s = await serve(['--listen-client-urls', `http://127.0.0.1:${port}`], { ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${other}` });
+    await waitFor('the server', async () => ((await etcdctl(`127.0.0.1:${port}`, ['endpoint', 'health'])).code === 0 ? true : undefined));
+    assert.match(s.stderr(), /ETCD_LISTEN_CLIENT_URLS is shadowed/);
+    s.child.kill('SIGINT');
+    assert.equal(await s.exit, 0);
+  });
+
+  it('a port in use is a clear start-up error', async () => {
+    const port = await freePort();
+    const s = await serve(['--listen-client-urls', `http://127.0.0.1:${port}`]);
+    await waitFor('the server', async () => ((await etcdctl(`127.0.0.1:${port}`, ['endpoint', 'health'])).code === 0 ? true : undefined));
+    const second = run(['--listen-client-urls', `http://127.0.0.1:${port}`]);
+    assert.equal(second.status, 1);
+    assert.match(second.stderr, /cannot start: .*EADDRINUSE/);
+    s.child.kill('SIGTERM');
+    await s.exit;
+  });
+});

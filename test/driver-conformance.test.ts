@@ -1,0 +1,199 @@
+// The driver contract (src/mvcc/driver.ts), one suite for every driver: what
+// mvcc relies on when it stores, reads, tails and compacts.
+import { describe, it, afterEach } from 'node:test';
+import * as assert from 'node:assert/strict';
+import type { Driver, WriteSet } from '../src/mvcc/driver';
+import { tombstone, type KeyValue, type LogEntry } from '../src/mvcc/kv';
+import { driverFactories } from './helpers/drivers';
+
+const b = (s: string) => Buffer.from(s, 'latin1');
+const kv = (key: string, rev: number, create = rev, version = 1, value = `${key}@${rev}`, lease = '0'): KeyValue => ({
+  key: b(key),
+  create_revision: create,
+  mod_revision: rev,
+  version,
+  value: b(value),
+  lease,
+});
+const put = (k: KeyValue, sub: number, prev = 0): LogEntry => ({ kv: k, sub, deleted: false, prev_revision: prev });
+const del = (key: string, rev: number, sub: number, prev: number): LogEntry => ({ kv: tombstone(b(key), rev), sub, deleted: true, prev_revision: prev });
+const keys = (kvs: KeyValue[]) => kvs.map((x) => x.key.toString('latin1'));
+const all = { key: b('\0'), end: Buffer.alloc(0) };
+
+async function commit(d: Driver, ws: WriteSet): Promise<void> {
+  await d.write(async (tx) => {
+    assert.equal(tx.revision, ws.revision - 1 - (new Set(ws.entries.map((e) => e.kv.mod_revision)).size - 1));
+    await tx.apply(ws);
+  });
+}
+
+/** Revision 2: a, b, c created; 3: b updated, c deleted; 4: d created, a deleted, a re-created. */
+async function seed(d: Driver): Promise<void> {
+  await commit(d, { entries: [put(kv('a', 2), 0), put(kv('b', 2), 1), put(kv('c', 2), 2)], puts: [kv('a', 2), kv('b', 2), kv('c', 2)], deletes: [], revision: 2 });
+  await commit(d, { entries: [put(kv('b', 3, 2, 2), 0, 2), del('c', 3, 1, 2)], puts: [kv('b', 3, 2, 2)], deletes: [b('c')], revision: 3 });
+  await commit(d, {
+    entries: [put(kv('d', 4), 0), del('a', 4, 1, 2), put(kv('a', 4), 2)],
+    puts: [kv('d', 4), kv('a', 4)],
+    deletes: [],
+    revision: 4,
+  });
+}
+
+for (const factory of driverFactories()) {
+  describe(`driver contract: ${factory.name}`, () => {
+    let d: Driver;
+    const open = async () => (d = await factory.create());
+    afterEach(async () => {
+      await d?.close();
+    });
+
+    it('an empty store is at revision 1, never compacted', async () => {
+      await open();
+      const v = await d.read(async (view) => ({ rev: view.revision, compact: view.compactRevision, r: await view.range({ ...all, revision: 1, limit: 0, countOnly: false, keysOnly: false }) }));
+      assert.deepEqual(v, { rev: 1, compact: -1, r: { kvs: [], count: 0 } });
+    });
+
+    it('reads the current view: single keys, intervals, limit, count', async () => {
+      await open();
+      await seed(d);
+      await d.read(async (view) => {
+        assert.equal(view.revision, 4);
+        const q = (key: string, end: Buffer | null, limit = 0, countOnly = false) => view.range({ key: b(key), end, revision: 4, limit, countOnly, keysOnly: false });
+        assert.deepEqual(await q('a', null), { kvs: [kv('a', 4)], count: 1 });
+        assert.deepEqual(await q('c', null), { kvs: [], count: 0 });
+        assert.deepEqual(keys((await q('a', b('d'))).kvs), ['a', 'b']);
+        assert.deepEqual(await q('\0', Buffer.alloc(0), 2), { kvs: [kv('a', 4), kv('b', 3, 2, 2)], count: 3 });
+        assert.equal((await q('\0', Buffer.alloc(0), 0, true)).count, 3);
+        assert.deepEqual(keys((await q('b', Buffer.alloc(0))).kvs), ['b', 'd']);
+        assert.deepEqual(await q('d', b('a')), { kvs: [], count: 0 });
+      });
+    });
+
+    it('reads history at any revision down to the compact revision', async () => {
+      await open();
+      await seed(d);
+      await d.read(async (view) => {
+        const at = async (rev: number) => (await view.range({ ...all, revision: rev, limit: 0, countOnly: false, keysOnly: false })).kvs;
+        assert.deepEqual(await at(1), []);
+        assert.deepEqual(await at(2), [kv('a', 2), kv('b', 2), kv('c', 2)]);
+        assert.deepEqual(await at(3), [kv('a', 2), kv('b', 3, 2, 2)]);
+        assert.deepEqual(await at(4), [kv('a', 4), kv('b', 3, 2, 2), kv('d', 4)]);
+        const one = await view.range({ key: b('c'), end: null, revision: 2, limit: 0, countOnly: false, keysOnly: false });
+        assert.deepEqual(one, { kvs: [kv('c', 2)], count: 1 });
+        const limited = await view.range({ ...all, revision: 2, limit: 1, countOnly: false, keysOnly: false });
+        assert.deepEqual(limited, { kvs: [kv('a', 2)], count: 3 });
+      });
+    });
+
+    it('a read snapshot does not move while writes commit', async () => {
+      await open();
+      await seed(d);
+      await d.read(async (view) => {
+        await commit(d, { entries: [put(kv('e', 5), 0)], puts: [kv('e', 5)], deletes: [], revision: 5 });
+        assert.equal(view.revision, 4);
+        const r = await view.range({ ...all, revision: view.revision, limit: 0, countOnly: false, keysOnly: false });
+        assert.deepEqual(keys(r.kvs), ['a', 'b', 'd']);
+      });
+    });
+
+    it('a write transaction that throws leaves nothing behind', async () => {
+      await open();
+      await seed(d);
+      await assert.rejects(
+        d.write(async (tx) => {
+          await tx.apply({ entries: [put(kv('z', 5), 0)], puts: [kv('z', 5)], deletes: [], revision: 5 });
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+      const log = await d.readLog(0, 100);
+      assert.equal(log.revision, 4);
+      assert.equal(log.entries.length, 8);
+      await d.read(async (view) => assert.deepEqual(await view.range({ key: b('z'), end: null, revision: 4, limit: 0, countOnly: false, keysOnly: false }), { kvs: [], count: 0 }));
+    });
+
+    it('getMany reads the live values inside a write', async () => {
+      await open();
+      await seed(d);
+      await d.write(async (tx) => {
+        assert.deepEqual(await tx.getMany([b('a'), b('c'), b('zz'), b('d')]), [kv('a', 4), null, null, kv('d', 4)]);
+      });
+    });
+
+    it('the log returns whole revisions in order, filtered by range, bounded', async () => {
+      await open();
+      await seed(d);
+      const log = await d.readLog(0, 100);
+      assert.equal(log.through, 4);
+      assert.deepEqual(
+        log.entries.map((e) => [e.kv.mod_revision, e.sub, e.kv.key.toString(), e.deleted, e.prev_revision]),
+        [
+          [2, 0, 'a', false, 0],
+          [2, 1, 'b', false, 0],
+          [2, 2, 'c', false, 0],
+          [3, 0, 'b', false, 2],
+          [3, 1, 'c', true, 2],
+          [4, 0, 'd', false, 0],
+          [4, 1, 'a', true, 2],
+          [4, 2, 'a', false, 0],
+        ],
+      );
+      assert.deepEqual(log.entries[4].kv, tombstone(b('c'), 3));
+      const empty = await d.readLog(0, 1); // revision 1 is the empty store
+      assert.deepEqual([empty.through, empty.entries.length], [1, 0]);
+      const first = await d.readLog(1, 1);
+      assert.deepEqual([first.through, first.entries.length], [2, 3]);
+      const tail = await d.readLog(3, 10, { key: b('a'), end: null });
+      assert.deepEqual(tail.entries.map((e) => [e.kv.mod_revision, e.sub]), [[4, 1], [4, 2]]);
+      assert.equal(tail.through, 4);
+      const none = await d.readLog(4, 10);
+      assert.deepEqual([none.entries.length, none.through, none.revision], [0, 4, 4]);
+    });
+
+    it('getVersions finds earlier live versions for prev_kv', async () => {
+      await open();
+      await seed(d);
+      const got = await d.getVersions([{ key: b('b'), revision: 2 }, { key: b('c'), revision: 2 }, { key: b('a'), revision: 4 }, { key: b('x'), revision: 2 }]);
+      assert.deepEqual(got, [kv('b', 2), kv('c', 2), kv('a', 4), null]);
+    });
+
+    it('compaction keeps what reads at or above the compact revision need', async () => {
+      await open();
+      await seed(d);
+      await commit(d, { entries: [del('b', 5, 0, 3)], puts: [], deletes: [b('b')], revision: 5 });
+      await d.write(async (tx) => tx.setCompactRevision(4));
+      await d.compact(4);
+      await d.read(async (view) => {
+        assert.equal(view.compactRevision, 4);
+        const at = async (rev: number) => (await view.range({ ...all, revision: rev, limit: 0, countOnly: false, keysOnly: false })).kvs;
+        assert.deepEqual(await at(4), [kv('a', 4), kv('b', 3, 2, 2), kv('d', 4)]);
+        assert.deepEqual(await at(5), [kv('a', 4), kv('d', 4)]);
+      });
+      // Watchers may resume from revision 4: its surviving entries and everything after.
+      const log = await d.readLog(3, 100);
+      assert.deepEqual(log.entries.map((e) => [e.kv.mod_revision, e.kv.key.toString(), e.deleted]), [
+        [4, 'd', false],
+        [4, 'a', false],
+        [5, 'b', true],
+      ]);
+      // prev_kv of events after the compact revision still resolves
+      assert.deepEqual(await d.getVersions([{ key: b('b'), revision: 3 }]), [kv('b', 3, 2, 2)]);
+      assert.deepEqual(await d.getVersions([{ key: b('b'), revision: 2 }]), [null]);
+      await d.write(async (tx) => tx.setCompactRevision(5));
+      await d.compact(5);
+      await d.read(async (view) => {
+        const r = await view.range({ ...all, revision: 5, limit: 0, countOnly: false, keysOnly: false });
+        assert.deepEqual(keys(r.kvs), ['a', 'd']);
+      });
+    });
+
+    it('stats report a size that grows with data', async () => {
+      await open();
+      const before = await d.stats();
+      await seed(d);
+      const after = await d.stats();
+      assert.ok(after.dbSize >= before.dbSize);
+      assert.ok(after.dbSizeInUse > 0);
+    });
+  });
+}
