@@ -14,9 +14,11 @@ export interface Config {
   keyFile: string;
   trustedCaFile: string;
   clientCertAuth: boolean;
+  /** Milliseconds between progress notifications to watchers that asked for them. */
+  watchProgressNotifyInterval: number;
 }
 
-type Kind = 'string' | 'urls' | 'uint' | 'bool';
+type Kind = 'string' | 'urls' | 'uint' | 'bool' | 'duration';
 
 interface Flag {
   name: string;
@@ -57,7 +59,30 @@ export const FLAGS: Flag[] = [
   { name: 'key-file', key: 'keyFile', kind: 'string', def: '', help: 'Path to the client server TLS key file.' },
   { name: 'trusted-ca-file', key: 'trustedCaFile', kind: 'string', def: '', help: 'Path to the client server TLS trusted CA cert file.' },
   { name: 'client-cert-auth', key: 'clientCertAuth', kind: 'bool', def: 'false', help: 'Require client certificates signed by --trusted-ca-file.' },
+  {
+    name: 'experimental-watch-progress-notify-interval',
+    key: 'watchProgressNotifyInterval',
+    kind: 'duration',
+    def: '10m',
+    help: 'Interval of the progress notifications sent to watchers that ask for them (Go duration: 500ms, 10s, 10m).',
+  },
 ];
+
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration ("1h30m", "250ms") in milliseconds. */
+export function parseDuration(raw: string): number | null {
+  if (raw === '0') return 0;
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let matched = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(raw)) !== null) {
+    total += Number(m[1]) * UNIT_MS[m[2]];
+    matched = re.lastIndex;
+  }
+  return matched === raw.length && raw.length > 0 ? total : null;
+}
 
 export class ConfigError extends Error {}
 
@@ -77,6 +102,11 @@ function convert(flag: Flag, raw: string, source: string): unknown {
     case 'uint': {
       if (!/^\d+$/.test(raw)) throw new ConfigError(`invalid value "${raw}" for ${source}: expected a non-negative integer`);
       return Number(raw);
+    }
+    case 'duration': {
+      const ms = parseDuration(raw);
+      if (ms === null) throw new ConfigError(`invalid value "${raw}" for ${source}: expected a duration such as 500ms, 10s or 10m`);
+      return ms;
     }
     case 'bool': {
       if (/^(1|t|true)$/i.test(raw)) return true;

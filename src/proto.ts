@@ -22,6 +22,12 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 
 const REQUEST_SIZE = Symbol('requestSize');
 
+/**
+ * An answer whose bytes are already encoded (watch events shared by many
+ * watchers are encoded once); the serializer sends these bytes as they are.
+ */
+export const PRE_ENCODED = Symbol('preEncoded');
+
 /** The encoded size of a request as it arrived (0 when unknown). */
 export function requestSize(req: object): number {
   return (req as { [REQUEST_SIZE]?: number })[REQUEST_SIZE] ?? 0;
@@ -88,7 +94,8 @@ function load(): protoLoader.PackageDefinition {
       // encoder reads them as they are, so the Message copy (and a Long per
       // int64 field) that fromObject would build per answer is skipped.
       const responseType = protoRoot.lookupType(`${packageOf(name)}.${(method.responseType as { type: { name: string } }).type.name}`);
-      method.responseSerialize = (res: object) => responseType.encode(res as protobuf.Message).finish() as Buffer;
+      method.responseSerialize = (res: object) =>
+        ((res as { [PRE_ENCODED]?: Buffer })[PRE_ENCODED] ?? responseType.encode(res as protobuf.Message).finish()) as Buffer;
     }
   }
   return def;

@@ -22,14 +22,9 @@ export function maintenanceService(api: ApiContext): ServiceHandlers {
         isLearner: false,
       };
     },
-    Alarm: async () => {
-      const { revision } = await store.revisions();
-      return { header: header(identity, revision), alarms: [] };
-    },
-    Defragment: async () => {
-      const { revision } = await store.revisions();
-      return { header: header(identity, revision) };
-    },
+    // etcd answers Alarm and Defragment without a header.
+    Alarm: async () => ({ alarms: [] }),
+    Defragment: async () => ({}),
     MoveLeader: async () => {
       throw unimplemented('etcd-adapter: MoveLeader is not supported: every instance serves reads and writes; there is no raft leader to move');
     },

@@ -43,13 +43,33 @@ export class MvccStore extends EventEmitter<StoreEvents> {
    * lessor is attached, no lease exists (etcd's answer for an unknown id).
    */
   leaseExists: LeaseExists = async () => false;
+  /** The newest revision this process has committed or been told of. */
+  private latest = 1;
 
   constructor(
     readonly driver: Driver,
     private readonly opts: StoreOptions,
   ) {
     super();
-    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256 }, (rev) => this.emit('commit', rev));
+    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256 }, (rev) => {
+      this.latest = Math.max(this.latest, rev);
+      this.emit('commit', rev);
+    });
+  }
+
+  /** Learn the store's revision at start-up. */
+  async open(): Promise<void> {
+    this.latest = (await this.revisions()).revision;
+  }
+
+  /** The newest revision known to this process without asking the driver. */
+  get knownRevision(): number {
+    return this.latest;
+  }
+
+  /** Another path (the watch hub's tail) saw a newer revision. */
+  observe(revision: number): void {
+    if (revision > this.latest) this.latest = revision;
   }
 
   /** Run a write of the caller's own (leases, auth) through the same batches. */

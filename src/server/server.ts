@@ -1,36 +1,50 @@
-// The server's lifecycle: open the store, bind every listen URL (gRPC and
-// HTTP/JSON share each port), and shut everything down cleanly.
+// The server's lifecycle: open the store and the watch hub, bind every listen
+// URL (gRPC and HTTP/JSON share each port), and shut everything down cleanly.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { ApiContext } from '../api/context';
+import type { ApiContext, ServiceHandlers } from '../api/context';
 import { clusterService } from '../api/cluster';
 import { memberIdentity, stableId, type Identity } from '../api/identity';
 import { kvService } from '../api/kv';
 import { maintenanceService } from '../api/maintenance';
+import type { WatchContext } from '../api/watch';
 import { parseClientUrl, type Config } from '../config';
+import { createGateway } from '../gateway/gateway';
+import { watchJson } from '../gateway/watch-json';
 import { MvccStore } from '../mvcc/store';
+import { WatchHub } from '../mvcc/watch-hub';
+import { protoRoot } from '../proto';
+import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
 import { createGrpcServer } from './grpc-server';
+import { watchStream } from './grpc-watch';
 import { healthStreams, healthService } from './health';
 import { createListener, type TlsFiles } from './listener';
 
 /** gRPC may carry this much more than --max-request-bytes before refusing a message outright (as etcd). */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
+/** Idle HTTP keep-alive connections are kept this long (etcd keeps them open; gateways reuse them). */
+const HTTP_KEEPALIVE_MS = 10 * 60 * 1000;
+const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 
 export class EtcdAdapterServer {
   /** The URLs actually served (a port of 0 replaced by the bound port). */
   readonly urls: string[] = [];
+  readonly identity: Identity;
   private readonly listeners: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
-  private grpcServer!: grpc.Server;
-  private httpServer!: http.Server;
-  private store!: MvccStore;
+  private grpcServer: grpc.Server | null = null;
+  private httpServer: http.Server | null = null;
+  private store: MvccStore | null = null;
+  private hub: WatchHub | null = null;
   private closing: Promise<void> | null = null;
-  identity!: Identity;
 
-  constructor(readonly config: Config) {}
+  constructor(readonly config: Config) {
+    // Filled in once the ports are bound: the member id covers the advertised URLs.
+    this.identity = { clusterId: '0', memberId: '0', name: config.name, clientUrls: [] };
+  }
 
   static async start(config: Config): Promise<EtcdAdapterServer> {
     const server = new EtcdAdapterServer(config);
@@ -47,10 +61,49 @@ export class EtcdAdapterServer {
     const { config } = this;
     const driver = createDriver(config.backend, { dataDir: config.dataDir });
     await driver.open();
-    this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps });
+    const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps }));
+    await store.open();
+    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs: 0, catchUpConcurrency: 8 }));
+    await hub.start();
+    store.on('commit', () => hub.wake());
 
-    // Filled in once the ports are bound: the member id covers the advertised URLs.
-    this.identity = { clusterId: '0', memberId: '0', name: config.name, clientUrls: [] };
+    const api: ApiContext = { store, identity: this.identity, limits: { maxRequestBytes: config.maxRequestBytes } };
+    const watch: WatchContext = {
+      hub,
+      identity: this.identity,
+      currentRevision: () => Math.max(hub.revision, store.knownRevision),
+      fragmentBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+      progressIntervalMs: config.watchProgressNotifyInterval,
+      sizeOf: (res) => messageSize(WatchResponseType, res as unknown as Record<string, unknown>),
+    };
+    const unary: Record<string, ServiceHandlers> = {
+      'etcdserverpb.KV': kvService(api),
+      'etcdserverpb.Maintenance': maintenanceService(api),
+      'etcdserverpb.Cluster': clusterService(api),
+      'grpc.health.v1.Health': healthService(),
+    };
+
+    this.grpcServer = createGrpcServer(
+      { unary, streams: { ...healthStreams(), 'etcdserverpb.Watch/Watch': watchStream(watch) } },
+      {
+        'grpc.max_receive_message_length': config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+        'grpc.max_send_message_length': -1,
+        'grpc.keepalive_permit_without_calls': 1,
+        // Per-call statistics nobody reads here; they cost CPU on every call.
+        'grpc.enable_channelz': 0,
+      },
+    );
+    const gateway = createGateway({
+      unary,
+      streams: { 'etcdserverpb.Watch/Watch': watchJson(watch) },
+      maxRequestBytes: config.maxRequestBytes,
+      unhealthy: async () => {
+        await store.revisions();
+        return null;
+      },
+    });
+    this.httpServer = http.createServer({ keepAliveTimeout: HTTP_KEEPALIVE_MS, requestTimeout: 0 }, gateway);
+
     const bound = await this.listen(loadTls(config));
     const advertised = config.advertiseClientUrls === config.listenClientUrls ? bound : config.advertiseClientUrls;
     Object.assign(this.identity, memberIdentity(stableId(`cluster:${driver.kind}:${config.name}`), config.name, advertised));
@@ -58,41 +111,15 @@ export class EtcdAdapterServer {
   }
 
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
-    const api: ApiContext = {
-      store: this.store,
-      identity: this.identity,
-      limits: { maxRequestBytes: this.config.maxRequestBytes },
-    };
-    this.grpcServer = createGrpcServer(
-      {
-        unary: {
-          'etcdserverpb.KV': kvService(api),
-          'etcdserverpb.Maintenance': maintenanceService(api),
-          'etcdserverpb.Cluster': clusterService(api),
-          'grpc.health.v1.Health': healthService(),
-        },
-        streams: { ...healthStreams() },
-      },
-      {
-        'grpc.max_receive_message_length': this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-        'grpc.max_send_message_length': -1,
-        'grpc.keepalive_permit_without_calls': 1,
-        // Per-call statistics nobody reads here; they cost CPU on every call.
-        'grpc.enable_channelz': 0,
-      },
-    );
-    const injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-    this.httpServer = http.createServer((_req, res) => {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('404 page not found\n');
-    });
-
+    const injector = this.grpcServer!.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const httpServer = this.httpServer!;
     const urls: string[] = [];
     for (const raw of this.config.listenClientUrls) {
       const u = parseClientUrl(raw, '--listen-client-urls');
       const listener = createListener(u.tls ? tlsFiles : null, {
         grpc: (socket) => injector.injectConnection(socket),
         http: (socket) => {
-          this.httpServer.emit('connection', socket);
+          httpServer.emit('connection', socket);
           // The HTTP parser reads the handle directly; resuming delivers the sniffed bytes to it.
           socket.resume();
         },
@@ -127,6 +154,7 @@ export class EtcdAdapterServer {
 
   private async shutdown(): Promise<void> {
     await Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
+    this.hub?.stop();
     this.grpcServer?.forceShutdown();
     this.httpServer?.closeAllConnections();
     for (const s of this.sockets) s.destroy();

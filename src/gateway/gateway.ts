@@ -1,0 +1,97 @@
+// etcd's HTTP/JSON gateway on express: every path maps onto the same handlers
+// as gRPC (no second implementation). JSON in and out as etcd's gateway writes
+// it; errors as {"error","message","code"} with etcd's HTTP status per code.
+import express, { type Request, type Response } from 'express';
+import type * as protobuf from 'protobufjs';
+import type { ServiceHandlers } from '../api/context';
+import { CLUSTER_VERSION, SERVER_VERSION } from '../api/identity';
+import { unimplemented } from '../errors';
+import { metaFromHttp, readBody, sendError } from './http';
+import { protoRoot, setRequestSize } from '../proto';
+import { messageSize } from '../proto-size';
+import { fromJson, parseJson, syntaxError, toJson } from './json';
+import { API_PREFIXES, ROUTES, type Route } from './routes';
+import { serveJsonStream, type StreamServer } from './json-stream';
+
+export interface GatewayDeps {
+  unary: Record<string, ServiceHandlers>;
+  /** Streaming methods by "service/method": they read JSON requests and write `{"result":...}` lines. */
+  streams: Record<string, StreamServer>;
+  maxRequestBytes: number;
+  /** Health for GET /health: null when healthy, else the reason. */
+  unhealthy(): Promise<string | null>;
+}
+
+function lookup(route: Route): { req: protobuf.Type; res: protobuf.Type } {
+  const service = protoRoot.lookupService(route.service);
+  const m = service.methods[route.method];
+  m.resolve();
+  return { req: m.resolvedRequestType!, res: m.resolvedResponseType! };
+}
+
+export function createGateway(deps: GatewayDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // JSON bodies carry bytes in base64 (4/3) plus names: allow that much above --max-request-bytes.
+  const bodyLimit = Math.ceil(deps.maxRequestBytes * 1.5) + 64 * 1024;
+
+  app.get('/version', (_req, res) => {
+    res.type('application/json').send(`{"etcdserver":"${SERVER_VERSION}","etcdcluster":"${CLUSTER_VERSION}"}`);
+  });
+
+  app.get('/health', async (_req, res) => {
+    const reason = await deps.unhealthy().catch((err) => String(err));
+    res
+      .status(reason ? 503 : 200)
+      .type('application/json')
+      .send(`{"health":"${reason ? 'false' : 'true'}","reason":${JSON.stringify(reason ?? '')}}`);
+  });
+
+  for (const prefix of API_PREFIXES) {
+    for (const [path, route] of Object.entries(ROUTES)) {
+      const types = lookup(route);
+      const stream = deps.streams[`${route.service}/${route.method}`];
+      const handler = stream
+        ? (req: Request, res: Response) => serveJsonStream(req, res, types, stream, metaFromHttp(req))
+        : unaryHandler(route, types, deps, bodyLimit);
+      app.post(prefix + path, handler);
+      app.all(prefix + path, (_req, res) => {
+        res.status(405).type('text/plain').send('Method Not Allowed\n');
+      });
+    }
+    app.use(prefix, (_req, res) => {
+      res.status(404).type('text/plain').send('Not Found\n');
+    });
+  }
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('404 page not found\n');
+  });
+  return app;
+}
+
+function unaryHandler(route: Route, types: { req: protobuf.Type; res: protobuf.Type }, deps: GatewayDeps, bodyLimit: number) {
+  return async (req: Request, res: Response) => {
+    try {
+      const body = await readBody(req, bodyLimit);
+      let json: unknown = {};
+      if (body.trim().length > 0) {
+        try {
+          json = parseJson(body);
+        } catch (err) {
+          throw syntaxError(err);
+        }
+      }
+      const request = fromJson(types.req, json);
+      // Small bodies cannot exceed the limit once encoded; measure only big ones.
+      if (body.length > deps.maxRequestBytes / 2) setRequestSize(request, messageSize(types.req, request));
+      const handler = deps.unary[route.service]?.[route.method];
+      if (!handler) throw unimplemented(`etcd-adapter: ${route.service}.${route.method} is not implemented`);
+      const out = await handler(request, metaFromHttp(req));
+      res.status(200).type('application/json').send(toJson(types.res, out as Record<string, unknown>));
+    } catch (err) {
+      sendError(res, err);
+    }
+  };
+}
+
