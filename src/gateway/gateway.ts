@@ -78,8 +78,8 @@ function unaryHandler(route: Route, types: { req: protobuf.Type; res: protobuf.T
       if (body.trim().length > 0) {
         try {
           json = parseJson(body);
-        } catch (err) {
-          throw syntaxError(err);
+        } catch {
+          throw syntaxError(body);
         }
       }
       const request = fromJson(types.req, json);

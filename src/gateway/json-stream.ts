@@ -146,8 +146,8 @@ export function serveJsonStream(
       let json: unknown;
       try {
         json = parseJson(text);
-      } catch (err) {
-        throw syntaxError(err);
+      } catch {
+        throw syntaxError(text);
       }
       received++;
       callbacks.request(fromJson(types.req, json));

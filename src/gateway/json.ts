@@ -50,11 +50,92 @@ export function parseJson(text: string): unknown {
   return JSON.parse(last === 0 ? text : out + text.slice(last));
 }
 
-/** Go's wording for a JSON syntax error, near enough for clients that show it. */
-export function syntaxError(err: unknown): Error {
-  const m = /Unexpected token '?(.)'?.*? in JSON at position|Unexpected token (.)/.exec(String((err as Error).message));
-  const ch = m?.[1] ?? m?.[2];
-  return invalidArgument(ch ? `invalid character '${ch}' looking for beginning of value` : 'unexpected end of JSON input');
+/** Go's wording for a JSON syntax error (encoding/json's scanner), found by re-scanning the text. */
+export function syntaxError(text: string): Error {
+  return invalidArgument(goSyntaxMessage(text));
+}
+
+function goSyntaxMessage(text: string): string {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && ' \t\r\n'.includes(text[i])) i++;
+  };
+  const bad = (context: string): never => {
+    if (i >= text.length) throw new Error('unexpected end of JSON input');
+    const c = text[i];
+    throw new Error(`invalid character ${c === "'" ? "'\\''" : `'${c}'`} ${context}`);
+  };
+  const literal = (word: string) => {
+    for (const ch of word) {
+      if (text[i] !== ch) bad(`in literal ${word} (expecting '${ch}')`);
+      i++;
+    }
+  };
+  const string = () => {
+    i++; // opening quote
+    while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+    if (i >= text.length) bad('');
+    i++;
+  };
+  const number = () => {
+    if (text[i] === '-') i++;
+    if (!/[0-9]/.test(text[i] ?? '')) bad('in numeric literal');
+    while (/[0-9.eE+-]/.test(text[i] ?? '')) i++;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        if (text[i] !== '"') bad('looking for beginning of object key string');
+        string();
+        ws();
+        if (text[i] !== ':') bad('after object key');
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === '}') return void i++;
+        bad('after object key:value pair');
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === ']') return void i++;
+        bad('after array element');
+      }
+    }
+    if (c === '"') return string();
+    if (c === 't') return literal('true');
+    if (c === 'f') return literal('false');
+    if (c === 'n') return literal('null');
+    if (c === '-' || /[0-9]/.test(c ?? '')) return number();
+    bad('looking for beginning of value');
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) bad('after top-level value');
+    return 'unexpected end of JSON input';
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 function kindOf(v: unknown): string {
