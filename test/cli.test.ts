@@ -5,6 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { etcdctl } from './helpers/etcdctl';
 import { freePort, waitFor } from './helpers/ports';
+import { EtcdGrpcClient } from './helpers/grpc-client';
+import { grpcWatch, httpWatch } from './helpers/watch-client';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'etcd-adapter');
 
@@ -66,14 +68,22 @@ describe('command line', () => {
     assert.match(s.stderr(), /SIGTERM, shutting down/);
   });
 
-  it('stops on SIGINT too, and a flag wins over its environment variable', async () => {
+  it('stops on SIGINT with watches open, and a flag wins over its environment variable', async () => {
     const port = await freePort();
     const other = await freePort();
     const s = await serve(['--listen-client-urls', `http://127.0.0.1:${port}`], { ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${other}` });
     await waitFor('the server', async () => ((await etcdctl(`127.0.0.1:${port}`, ['endpoint', 'health'])).code === 0 ? true : undefined));
     assert.match(s.stderr(), /ETCD_LISTEN_CLIENT_URLS is shadowed/);
+    // open watches over both protocols must not hold the shutdown up
+    const http = httpWatch(`http://127.0.0.1:${port}`, [{ create_request: { key: Buffer.from('a').toString('base64') } }]);
+    const client = new EtcdGrpcClient(`127.0.0.1:${port}`);
+    const grpc = grpcWatch(client);
+    grpc.send({ create_request: { key: Buffer.from('a') } });
+    await Promise.all([http.waitFor(1), grpc.waitFor(1)]);
     s.child.kill('SIGINT');
     assert.equal(await s.exit, 0);
+    http.close();
+    client.close();
   });
 
   it('a port in use is a clear start-up error', async () => {

@@ -20,6 +20,9 @@
 import type { Driver, LogRead } from './driver';
 import { keyString, rangeContains, type KeyRange } from './key-range';
 import { EventType, type Event, type KeyValue, type LogEntry } from './kv';
+import { tracer } from '../trace';
+
+const trace = tracer('watch');
 
 /** Events of one or more whole revisions for one watcher, shared by watchers that would get the same list. */
 export interface EventBatch {
@@ -134,7 +137,9 @@ export class WatchHub {
 
   /** The consumer of a paused watcher drained: replay what it missed. */
   resume(w: WatchTarget): void {
-    if (this.state.get(w) === 'paused') this.toCatchUp(w);
+    if (this.state.get(w) !== 'paused') return;
+    trace?.(`consumer drained: watcher catching up from revision ${w.nextRevision}`);
+    this.toCatchUp(w);
   }
 
   /** Something may have been committed: read the log and fan it out. */
@@ -249,6 +254,7 @@ export class WatchHub {
   }
 
   private pause(w: WatchTarget, nextRevision: number): void {
+    trace?.(`consumer full: watcher paused at revision ${nextRevision}`);
     this.unindex(w);
     w.nextRevision = nextRevision;
     this.state.set(w, 'paused');
@@ -325,12 +331,14 @@ export class WatchHub {
     const through = Math.min(log.through, upTo);
     if (events.length > 0) {
       if (!w.writable()) {
+        trace?.(`consumer full during catch-up: paused at revision ${w.nextRevision}`);
         this.state.set(w, 'paused');
         return;
       }
       const more = w.deliver({ revision: log.revision, events });
       w.nextRevision = through + 1;
       if (!more) {
+        trace?.(`consumer full during catch-up: paused at revision ${w.nextRevision}`);
         this.state.set(w, 'paused');
         return;
       }

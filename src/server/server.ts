@@ -153,11 +153,13 @@ export class EtcdAdapterServer {
   }
 
   private async shutdown(): Promise<void> {
-    await Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
+    // Stop accepting first; a listener's close callback waits for its connections, so end those before waiting.
+    const closed = Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
     this.hub?.stop();
     this.grpcServer?.forceShutdown();
     this.httpServer?.closeAllConnections();
     for (const s of this.sockets) s.destroy();
+    await closed;
     await this.store?.driver.close();
   }
 }
