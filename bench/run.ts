@@ -5,8 +5,10 @@
 //                     first; the round with the median throughput is shown
 import { runLoad, type Measured } from './load';
 import { adapter, realEtcd, type BenchServer } from './servers';
+import { fanout, idleHttpWatches, memoryPerWatcher } from './watch';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch').split(','));
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const THREADS = 2;
 
@@ -68,6 +70,31 @@ async function kvRows(ref: BenchServer, ours: BenchServer, goals: { put: number;
   return rows;
 }
 
+async function watchTables(ref: BenchServer, ours: BenchServer): Promise<string> {
+  const lines = [
+    `### Watch fan-out: puts at 20/s for ${seconds}s, latency from sending the put to delivery at each watcher`,
+    '',
+    `| watchers / streams | ${ref.name} p50 ms | p99 ms | ${ours.name} p50 ms | p99 ms | p99 ours/etcd | delivered (etcd, ours) | goal |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const [w, s] of [[100, 10], [1000, 20]] as const) {
+    const e = await fanout(ref, w, s, 20, seconds);
+    const o = await fanout(ours, w, s, 20, seconds);
+    const ratio = o.p99Ms / e.p99Ms;
+    lines.push(
+      `| ${w} / ${s} | ${e.p50Ms.toFixed(2)} | ${e.p99Ms.toFixed(2)} | ${o.p50Ms.toFixed(2)} | ${o.p99Ms.toFixed(2)} | ${ratio.toFixed(2)} | ${e.delivered}/${e.expected}, ${o.delivered}/${o.expected} | ${ratio <= 1 ? 'met' : 'MISSED'} (p99 <= etcd's) |`,
+    );
+  }
+  const me = await memoryPerWatcher(ref, 1000);
+  const mo = await memoryPerWatcher(ours, 1000);
+  lines.push('', `Memory per idle gRPC watcher (1,000 watchers on 10 streams, RSS growth): ${ref.name} ${(me / 1024).toFixed(1)} KiB, ${ours.name} ${(mo / 1024).toFixed(1)} KiB`);
+  const idle = await idleHttpWatches(ours, 10_000);
+  lines.push(
+    `Idle HTTP watches held by one ${ours.name} process: ${idle.opened} open, RSS ${(idle.rss / 2 ** 20).toFixed(0)} MiB (from ${(idle.before / 2 ** 20).toFixed(0)} MiB), ${((idle.rss - idle.before) / idle.opened / 1024).toFixed(1)} KiB each; goal >= 10,000 under 1 GiB: ${idle.opened >= 10_000 && idle.rss < 2 ** 30 ? 'met' : 'MISSED'}`,
+  );
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   console.log(
     `etcd-adapter benchmark: ${rounds} rounds of ${seconds}s per scenario (median shown), load from ${THREADS} worker threads, 8-byte keys from 100k, 256-byte values\n`,
@@ -76,7 +103,8 @@ async function main(): Promise<void> {
   try {
     const memory = await adapter(['--backend', 'memory'], 'memory');
     try {
-      console.log(table('KV, memory driver vs etcd', 'etcd', 'memory', await kvRows(etcd, memory, { put: 1.2, range: 1.0 })));
+      if (suites.has('kv')) console.log(table('KV, memory driver vs etcd', 'etcd', 'memory', await kvRows(etcd, memory, { put: 1.2, range: 1.0 })) + '\n');
+      if (suites.has('watch')) console.log((await watchTables(etcd, memory)) + '\n');
     } finally {
       await memory.stop();
     }

@@ -6,15 +6,16 @@ import { startRealEtcd } from '../test/helpers/real-etcd';
 export interface BenchServer {
   name: string;
   endpoint: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
 export async function realEtcd(): Promise<BenchServer> {
   const e = await startRealEtcd();
-  return { name: 'etcd 3.4', endpoint: e.endpoint, stop: () => e.stop() };
+  return { name: 'etcd 3.4', endpoint: e.endpoint, pid: e.pid, stop: () => e.stop() };
 }
 
 export async function adapter(args: string[], name = 'etcd-adapter'): Promise<BenchServer> {
   const s = await spawnAdapter(args);
-  return { name, endpoint: s.endpoint, stop: async () => void (await s.stop()) };
+  return { name, endpoint: s.endpoint, pid: s.child.pid!, stop: async () => void (await s.stop()) };
 }

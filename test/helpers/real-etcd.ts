@@ -8,6 +8,7 @@ import { freePort, waitFor } from './ports';
 
 export interface RealEtcd {
   endpoint: string;
+  pid: number;
   url: string;
   dataDir: string;
   stop(): Promise<void>;
@@ -55,6 +56,7 @@ export async function startRealEtcd(extraArgs: string[] = []): Promise<RealEtcd>
   }
   return {
     endpoint: `127.0.0.1:${clientPort}`,
+    pid: child.pid!,
     url,
     dataDir,
     stop: async () => {
