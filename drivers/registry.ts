@@ -1,25 +1,133 @@
-// Drivers by backend URL scheme. An unknown scheme is a clear error.
+// Drivers by backend URL scheme. An unknown scheme, a bad URL or a database
+// that cannot be used is a clear error naming what is wrong; passwords never
+// appear in messages.
+//   memory                                  in this process only
+//   sqlite:///abs/path/state.db             SQLite file (sqlite://relative/path works too)
+//   mysql://user:pass@host:3306/db          MySQL or MariaDB (mariadb:// is the same)
+//   tidb://user:pass@host:4000/db           TiDB
+//   (none)                                  SQLite at <data-dir>/state.db
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Driver } from '../src/mvcc/driver';
 import { MemoryDriver } from './memory/memory-driver';
+import { MysqlClient, type MysqlTarget } from './mysql/mysql-client';
+import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
+import { SqliteClient } from './sqlite/sqlite-client';
+import { sqliteDialect } from './sqlite/sqlite-dialect';
+import { SqlDriver } from './sql/sql-driver';
 
 export class BackendError extends Error {}
 
 export interface BackendOptions {
-  /** Where "<data-dir>/state.db"-style defaults live. */
+  /** Where the default SQLite file lives. */
   dataDir: string;
-}
-
-export function createDriver(backend: string, _opts: BackendOptions): Driver {
-  const scheme = /^([a-z0-9+]+):/i.exec(backend)?.[1]?.toLowerCase() ?? backend.toLowerCase();
-  switch (scheme) {
-    case 'memory':
-      return new MemoryDriver();
-    default:
-      throw new BackendError(`unknown backend "${redact(backend)}": use "memory"`);
-  }
 }
 
 /** A backend URL fit for logs: the password replaced. */
 export function redact(backend: string): string {
   return backend.replace(/^([a-z0-9+]+:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+}
+
+export function defaultBackend(dataDir: string): string {
+  return `sqlite://${path.resolve(dataDir, 'state.db')}`;
+}
+
+export function createDriver(backend: string, opts: BackendOptions): Driver {
+  if (!backend) {
+    fs.mkdirSync(opts.dataDir, { recursive: true });
+    backend = defaultBackend(opts.dataDir);
+  }
+  const scheme = /^([a-z0-9+]+):/i.exec(backend)?.[1]?.toLowerCase() ?? backend.toLowerCase();
+  switch (scheme) {
+    case 'memory':
+      return new MemoryDriver();
+    case 'sqlite':
+      return sqliteDriver(backend);
+    case 'mysql':
+    case 'mariadb':
+      return mysqlDriver(backend, false);
+    case 'tidb':
+      return mysqlDriver(backend, true);
+    default:
+      throw new BackendError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db or tidb://user:pass@host:4000/db`);
+  }
+}
+
+function sqliteDriver(backend: string): Driver {
+  const file = backend.replace(/^sqlite:(\/\/)?/i, '');
+  if (!file) throw new BackendError(`bad backend "${backend}": give the SQLite file, as sqlite:///path/state.db`);
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir)) throw new BackendError(`bad backend "${backend}": the directory ${dir} does not exist`);
+  let client: SqliteClient;
+  try {
+    client = new SqliteClient(file, 'FULL');
+  } catch (err) {
+    throw new BackendError(`cannot open the SQLite database ${file}: ${(err as Error).message}`);
+  }
+  return openErrors(new SqlDriver(client, sqliteDialect), `the SQLite database ${file}`);
+}
+
+export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
+  let u: URL;
+  try {
+    u = new URL(backend);
+  } catch {
+    throw new BackendError(`bad backend URL "${redact(backend)}": expected ${tidb ? 'tidb' : 'mysql'}://user:password@host:port/database`);
+  }
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (!u.hostname) throw new BackendError(`bad backend URL "${redact(backend)}": no host`);
+  if (!database || database.includes('/')) throw new BackendError(`bad backend URL "${redact(backend)}": name the database after the host, as ${u.protocol}//user:password@${u.host}/etcd`);
+  return {
+    host: u.hostname,
+    port: u.port ? Number(u.port) : tidb ? 4000 : 3306,
+    user: decodeURIComponent(u.username || 'root'),
+    password: decodeURIComponent(u.password),
+    database,
+    tidb,
+    params: Object.fromEntries(u.searchParams),
+  };
+}
+
+function mysqlDriver(backend: string, tidb: boolean): Driver {
+  const target = parseMysqlUrl(backend, tidb);
+  const where = `${tidb ? 'TiDB' : 'MySQL'} at ${target.host}:${target.port}`;
+  const client = new MysqlClient(target);
+  return openErrors(new SqlDriver(client, tidb ? tidbDialect : mysqlDialect), where, target);
+}
+
+/** Turns a failure to open into a sentence about what is wrong. */
+function openErrors(driver: SqlDriver, where: string, target?: MysqlTarget): Driver {
+  const open = driver.open.bind(driver);
+  driver.open = async () => {
+    try {
+      await open();
+    } catch (err) {
+      await driver.close().catch(() => undefined);
+      throw new BackendError(describeOpenError(err, where, target));
+    }
+  };
+  return driver;
+}
+
+function describeOpenError(err: unknown, where: string, target?: MysqlTarget): string {
+  const e = (err as { cause?: unknown }).cause ?? err;
+  const code = (e as { code?: string }).code;
+  const message = (e as Error).message ?? String(e);
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `cannot connect to ${where}: connection refused (is the server running?)`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot connect to ${where}: the host name does not resolve`;
+    case 'ETIMEDOUT':
+      return `cannot connect to ${where}: timed out`;
+    case 'ER_ACCESS_DENIED_ERROR':
+      return `${where} refused user "${target?.user}": access denied (check the user and password)`;
+    case 'ER_BAD_DB_ERROR':
+      return `${where} has no database "${target?.database}" (create it first: CREATE DATABASE ${target?.database})`;
+    case 'ER_DBACCESS_DENIED_ERROR':
+      return `${where}: user "${target?.user}" may not use database "${target?.database}"`;
+    default:
+      return `cannot use ${where}: ${message}`;
+  }
 }

@@ -1,8 +1,8 @@
 // bin/etcd-adapter: parse flags, start the server, stop cleanly on SIGTERM/SIGINT.
 import { ConfigError, parseArgs, usage } from './config';
 import { SERVER_VERSION } from './api/identity';
-import { EtcdAdapterServer } from './server/server';
-import { BackendError, redact } from '../drivers/registry';
+import { EtcdAdapterServer, log } from './server/server';
+import { BackendError, defaultBackend, redact } from '../drivers/registry';
 
 export async function main(argv: string[]): Promise<void> {
   let parsed;
@@ -36,7 +36,8 @@ export async function main(argv: string[]): Promise<void> {
     if (!known && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
     process.exit(1);
   }
-  log(`serving etcd API ${SERVER_VERSION} on ${server.urls.join(', ')} (backend ${redact(config.backend)}, member ${server.identity.memberId})`);
+  const backend = config.backend || defaultBackend(config.dataDir);
+  log(`serving etcd API ${SERVER_VERSION} on ${server.urls.join(', ')} (backend ${redact(backend)}, cluster ${server.identity.clusterId}, member ${server.identity.memberId})`);
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -53,8 +54,4 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-}
-
-function log(msg: string): void {
-  process.stderr.write(`${new Date().toISOString()} etcd-adapter: ${msg}\n`);
 }

@@ -16,6 +16,10 @@ export interface Config {
   clientCertAuth: boolean;
   /** Milliseconds between progress notifications to watchers that asked for them. */
   watchProgressNotifyInterval: number;
+  /** Milliseconds between polls of the log for other instances' commits (SQL backends). */
+  pollInterval: number;
+  autoCompactionMode: 'periodic' | 'revision';
+  autoCompactionRetention: string;
 }
 
 type Kind = 'string' | 'urls' | 'uint' | 'bool' | 'duration';
@@ -46,7 +50,34 @@ export const FLAGS: Flag[] = [
     def: '',
     help: 'Comma-separated client URLs to advertise in the member list (default: the listen URLs).',
   },
-  { name: 'backend', key: 'backend', kind: 'string', def: 'memory', help: 'Storage: "memory" (data is lost on exit).' },
+  {
+    name: 'backend',
+    key: 'backend',
+    kind: 'string',
+    def: '',
+    help: 'Storage: memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db (MySQL, MariaDB) or tidb://user:pass@host:4000/db. Default: SQLite at <data-dir>/state.db.',
+  },
+  {
+    name: 'poll-interval',
+    key: 'pollInterval',
+    kind: 'duration',
+    def: '100ms',
+    help: 'How often each instance reads the log for changes made through other instances on the same database.',
+  },
+  {
+    name: 'auto-compaction-mode',
+    key: 'autoCompactionMode',
+    kind: 'string',
+    def: 'revision',
+    help: '"revision": keep the last <retention> revisions; "periodic": keep <retention> of history (a duration, or hours).',
+  },
+  {
+    name: 'auto-compaction-retention',
+    key: 'autoCompactionRetention',
+    kind: 'string',
+    def: '10000',
+    help: 'How much history automatic compaction keeps (see --auto-compaction-mode); 0 turns it off.',
+  },
   {
     name: 'max-request-bytes',
     key: 'maxRequestBytes',
@@ -205,7 +236,28 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
     throw new ConfigError('https:// listen URLs need --cert-file and --key-file');
   }
   if (config.clientCertAuth && !config.trustedCaFile) throw new ConfigError('--client-cert-auth needs --trusted-ca-file');
+  if (config.autoCompactionMode !== 'periodic' && config.autoCompactionMode !== 'revision') {
+    throw new ConfigError(`invalid value "${config.autoCompactionMode}" for --auto-compaction-mode: expected periodic or revision`);
+  }
+  retentionOf(config);
+  if (config.pollInterval <= 0) throw new ConfigError('--poll-interval must be more than 0');
   return { config, help, version, warnings };
+}
+
+export type Retention = { revisions: number } | { ms: number } | null;
+
+/** What --auto-compaction-retention means under the chosen mode (null: off). */
+export function retentionOf(config: Pick<Config, 'autoCompactionMode' | 'autoCompactionRetention'>): Retention {
+  const raw = config.autoCompactionRetention.trim();
+  if (raw === '0' || raw === '') return null;
+  if (config.autoCompactionMode === 'revision') {
+    if (!/^\d+$/.test(raw)) throw new ConfigError(`invalid value "${raw}" for --auto-compaction-retention: revision mode takes a number of revisions`);
+    return { revisions: Number(raw) };
+  }
+  // periodic: a duration, or a bare number of hours (as etcd reads it)
+  const ms = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) * 3_600_000 : parseDuration(raw);
+  if (ms === null || ms <= 0) throw new ConfigError(`invalid value "${raw}" for --auto-compaction-retention: periodic mode takes a duration such as 1h or 30m`);
+  return { ms };
 }
 
 export function usage(): string {

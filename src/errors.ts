@@ -59,6 +59,10 @@ export const ErrMemberNotFound = def(status.NOT_FOUND, 'etcdserver: member not f
 export const ErrStopped = def(status.UNAVAILABLE, 'etcdserver: server stopped');
 export const ErrTimeout = def(status.UNAVAILABLE, 'etcdserver: request timed out');
 
+export function keyTooLong(max: number): EtcdError {
+  return new EtcdError(status.INVALID_ARGUMENT, `etcd-adapter: key is longer than ${max} bytes, the most this storage backend holds`);
+}
+
 /** A method or option this server does not provide; the text says what is missing. */
 export function unimplemented(what: string): EtcdError {
   return new EtcdError(status.UNIMPLEMENTED, what);

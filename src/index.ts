@@ -8,7 +8,7 @@ export interface StartOptions {
   port?: number;
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
-  /** Storage backend URL (default "memory"). */
+  /** Storage backend URL (default "memory"; see the README for sqlite://, mysql://, tidb://). */
   backend?: string;
   /** Member name (default "default"). */
   name?: string;
@@ -16,6 +16,12 @@ export interface StartOptions {
   maxRequestBytes?: number;
   /** etcd's --max-txn-ops (default 128). */
   maxTxnOps?: number;
+  /** SQL backends: how often to read other instances' changes, in ms (default 100). */
+  pollIntervalMs?: number;
+  /** Automatic compaction; default: keep the last 10,000 revisions. */
+  autoCompaction?: { mode: 'revision' | 'periodic'; retention: string };
+  /** Where the default SQLite file would live (unused for memory). */
+  dataDir?: string;
 }
 
 export interface RunningServer {
@@ -41,6 +47,10 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     advertiseClientUrls: [listen],
     maxRequestBytes: options.maxRequestBytes ?? config.maxRequestBytes,
     maxTxnOps: options.maxTxnOps ?? config.maxTxnOps,
+    pollInterval: options.pollIntervalMs ?? config.pollInterval,
+    autoCompactionMode: options.autoCompaction?.mode ?? config.autoCompactionMode,
+    autoCompactionRetention: options.autoCompaction?.retention ?? config.autoCompactionRetention,
+    dataDir: options.dataDir ?? config.dataDir,
   };
   merged.advertiseClientUrls = merged.listenClientUrls;
   const server = await EtcdAdapterServer.start(merged);

@@ -8,7 +8,7 @@ import { startServer, type RunningServer } from '../src/index';
 import { ApisixWorker, post } from './helpers/apisix-sim';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { waitFor } from './helpers/ports';
-import { backendsUnderTest } from './helpers/backends';
+import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -16,13 +16,16 @@ for (const backend of backendsUnderTest()) {
   describe(`an APISIX-like client (${backend})`, () => {
     let server: RunningServer;
     let grpc: EtcdGrpcClient;
+    let fresh: FreshBackend;
     before(async () => {
-      server = await startServer({ backend });
+      fresh = await freshBackend(backend);
+      server = await startServer({ backend: fresh.url });
       grpc = new EtcdGrpcClient(server.endpoint);
     });
     after(async () => {
       grpc?.close();
       await server?.close();
+      await fresh?.drop();
     });
 
     async function truth(): Promise<Map<string, string>> {

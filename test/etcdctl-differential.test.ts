@@ -6,17 +6,20 @@ import { startServer, type RunningServer } from '../src/index';
 import { ctlError, etcdctl, parseJsonBig } from './helpers/etcdctl';
 import { normalize } from './helpers/normalize';
 import { startRealEtcd, type RealEtcd } from './helpers/real-etcd';
-import { backendsUnderTest } from './helpers/backends';
+import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
 
 for (const backend of backendsUnderTest()) {
   describe(`etcdctl against etcd 3.4 (${backend})`, () => {
     let etcd: RealEtcd;
     let ours: RunningServer;
+    let fresh: FreshBackend;
     before(async () => {
-      [etcd, ours] = await Promise.all([startRealEtcd(), startServer({ backend })]);
+      fresh = await freshBackend(backend);
+      [etcd, ours] = await Promise.all([startRealEtcd(), startServer({ backend: fresh.url })]);
     });
     after(async () => {
       await Promise.all([etcd?.stop(), ours?.close()]);
+      await fresh?.drop();
     });
 
     /** Runs the command on both; compares exit code, stdout (JSON-aware) and the error line. */

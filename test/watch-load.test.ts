@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch } from './helpers/watch-client';
-import { backendsUnderTest } from './helpers/backends';
+import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
 
 const REVISIONS = 10_000;
 const KEYS = 300;
@@ -55,11 +55,14 @@ function httpFollower(url: string, start: number, seen: Seen, everyBytes: number
 for (const backend of backendsUnderTest()) {
   describe(`watch under load (${backend})`, () => {
     let server: SpawnedAdapter;
+    let fresh: FreshBackend;
     before(async () => {
-      server = await spawnAdapter(['--backend', backend], { ETCD_ADAPTER_TRACE: 'watch' });
+      fresh = await freshBackend(backend);
+      server = await spawnAdapter(['--backend', fresh.url], { ETCD_ADAPTER_TRACE: 'watch' });
     });
     after(async () => {
       await server?.stop();
+      await fresh?.drop();
     });
 
     it(`${REVISIONS} revisions reach 100 watchers, every event once and in order`, async () => {

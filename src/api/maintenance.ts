@@ -24,7 +24,10 @@ export function maintenanceService(api: ApiContext): ServiceHandlers {
     },
     // etcd answers Alarm and Defragment without a header.
     Alarm: async () => ({ alarms: [] }),
-    Defragment: async () => ({}),
+    Defragment: async () => {
+      await store.driver.defragment?.();
+      return {};
+    },
     MoveLeader: async () => {
       throw unimplemented('etcd-adapter: MoveLeader is not supported: every instance serves reads and writes; there is no raft leader to move');
     },

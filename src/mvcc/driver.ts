@@ -92,6 +92,10 @@ export interface DriverStats {
 export interface Driver {
   /** Short name for logs and status: "memory", "sqlite", "mysql", "tidb". */
   readonly kind: string;
+  /** The cluster id stored with the data (shared by every instance on it); absent for memory. */
+  readonly clusterId?: string;
+  /** The longest key the store can hold; longer keys are refused. */
+  readonly maxKeyBytes?: number;
   /** Connect, migrate the schema, load the meta. Throws a clear error when it cannot. */
   open(): Promise<void>;
   close(): Promise<void>;
@@ -118,4 +122,6 @@ export interface Driver {
    */
   compact(revision: number): Promise<void>;
   stats(): Promise<DriverStats>;
+  /** Give unused space back to the system (etcd's Defragment). */
+  defragment?(): Promise<void>;
 }

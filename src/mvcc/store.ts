@@ -19,7 +19,7 @@ import {
   type TxnResponse,
 } from './requests';
 import { applyDelete, applyPut, applyTxn, checkPutPreconditions, checkReads, checkWrites, decide, type LeaseExists } from './txn';
-import { checkDelete, checkDuplicates, checkPut, checkRange, checkTxn, isTxnReadOnly } from './validate';
+import { checkDelete, checkDuplicates, checkKeyLength, checkPut, checkRange, checkTxn, checkTxnKeyLengths, isTxnReadOnly, writeBytes } from './validate';
 import { WriteBatcher, type WriteOp } from './write-batcher';
 
 export interface StoreOptions {
@@ -51,7 +51,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     private readonly opts: StoreOptions,
   ) {
     super();
-    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256 }, (rev) => {
+    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256, maxBytes: 2 << 20 }, (rev) => {
       this.latest = Math.max(this.latest, rev);
       this.emit('commit', rev);
     });
@@ -82,10 +82,16 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     return this.driver.read((view) => executeRange(view, r));
   }
 
+  private get maxKeyBytes(): number {
+    return this.driver.maxKeyBytes ?? Infinity;
+  }
+
   async put(r: PutRequest): Promise<PutResponse> {
     checkPut(r);
+    checkKeyLength(r.key, this.maxKeyBytes);
     return this.batcher.submit({
       keys: [r.key],
+      bytes: r.key.length + r.value.length,
       run: async (view) => {
         await checkPutPreconditions(view, r, this.leaseExists);
         return applyPut(view, r);
@@ -105,6 +111,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     checkTxn(r, this.opts.maxTxnOps);
     checkDuplicates(r.success);
     checkDuplicates(r.failure);
+    checkTxnKeyLengths(r, this.maxKeyBytes);
     if (isTxnReadOnly(r)) {
       return this.driver.read(async (view) => {
         const d = await decide(view, r);
@@ -114,6 +121,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     }
     return this.batcher.submit({
       keys: r.compare.filter((c) => c.range_end.length === 0).map((c) => c.key),
+      bytes: writeBytes(r),
       run: async (view) => {
         const d = await decide(view, r);
         await checkWrites(view, d, this.leaseExists);

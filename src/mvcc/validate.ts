@@ -9,6 +9,7 @@ import {
   ErrLeaseProvided,
   ErrTooManyOps,
   ErrValueProvided,
+  keyTooLong,
 } from '../errors';
 import { leaseId, type DeleteRangeRequest, type PutRequest, type RangeRequest, type RequestOp, type TxnRequest } from './requests';
 
@@ -53,6 +54,29 @@ function checkOp(op: RequestOp, maxOps: number): void {
     default:
       throw ErrKeyNotFound; // an empty op: etcd answers this
   }
+}
+
+/** Refuses keys the storage cannot hold (SQL index limits); etcd itself has none below the request size. */
+export function checkKeyLength(key: Buffer, max: number): void {
+  if (key.length > max) throw keyTooLong(max);
+}
+
+export function checkTxnKeyLengths(r: TxnRequest, max: number): void {
+  for (const op of [...r.success, ...r.failure]) {
+    if (op.request === 'request_put') checkKeyLength(op.request_put!.key, max);
+    else if (op.request === 'request_txn') checkTxnKeyLengths(op.request_txn!, max);
+  }
+}
+
+/** Bytes a write will add: what the batcher counts to keep transactions bounded. */
+export function writeBytes(r: TxnRequest): number {
+  let n = 0;
+  for (const op of [...r.success, ...r.failure]) {
+    if (op.request === 'request_put') n += op.request_put!.key.length + op.request_put!.value.length;
+    else if (op.request === 'request_txn') n += writeBytes(op.request_txn!);
+    else n += 64;
+  }
+  return n;
 }
 
 /** True when no branch, at this level, holds anything but ranges. */

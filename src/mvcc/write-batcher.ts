@@ -13,6 +13,8 @@ import { WriteView } from './write-view';
 export interface WriteOp<R> {
   /** Keys it will certainly read, fetched for the whole batch in one query. */
   keys?: Buffer[];
+  /** Roughly how many bytes it writes, to keep batches within database limits. */
+  bytes?: number;
   run(view: WriteView): Promise<R>;
 }
 
@@ -25,6 +27,8 @@ interface Pending {
 export interface BatchOptions {
   /** Most requests in one batch (bounds transaction size). */
   maxRequests: number;
+  /** Most bytes of writes in one batch (MySQL packets, TiDB's transaction limit); one request may exceed it alone. */
+  maxBytes: number;
 }
 
 export class WriteBatcher {
@@ -49,12 +53,23 @@ export class WriteBatcher {
     this.running = true;
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.opts.maxRequests);
-        await this.commit(batch);
+        await this.commit(this.queue.splice(0, this.batchLength()));
       }
     } finally {
       this.running = false;
     }
+  }
+
+  /** How many queued requests fit the next batch. */
+  private batchLength(): number {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length && n < this.opts.maxRequests) {
+      bytes += this.queue[n].op.bytes ?? 0;
+      if (n > 0 && bytes > this.opts.maxBytes) break;
+      n++;
+    }
+    return n;
   }
 
   private async commit(batch: Pending[]): Promise<void> {

@@ -10,9 +10,10 @@ import { memberIdentity, stableId, type Identity } from '../api/identity';
 import { kvService } from '../api/kv';
 import { maintenanceService } from '../api/maintenance';
 import type { WatchContext } from '../api/watch';
-import { parseClientUrl, type Config } from '../config';
+import { parseClientUrl, retentionOf, type Config } from '../config';
 import { createGateway } from '../gateway/gateway';
 import { watchJson } from '../gateway/watch-json';
+import { AutoCompactor } from '../mvcc/auto-compactor';
 import { MvccStore } from '../mvcc/store';
 import { WatchHub } from '../mvcc/watch-hub';
 import { protoRoot } from '../proto';
@@ -39,6 +40,7 @@ export class EtcdAdapterServer {
   private httpServer: http.Server | null = null;
   private store: MvccStore | null = null;
   private hub: WatchHub | null = null;
+  private compactor: AutoCompactor | null = null;
   private closing: Promise<void> | null = null;
 
   constructor(readonly config: Config) {
@@ -63,9 +65,13 @@ export class EtcdAdapterServer {
     await driver.open();
     const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps }));
     await store.open();
-    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs: 0, catchUpConcurrency: 8 }));
+    // Other instances may write to a shared database: poll its log. Memory is this process's alone.
+    const pollIntervalMs = driver.kind === 'memory' ? 0 : config.pollInterval;
+    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8 }));
     await hub.start();
     store.on('commit', () => hub.wake());
+    this.compactor = new AutoCompactor(store, retentionOf(config), (msg) => log(msg));
+    this.compactor.start();
 
     const api: ApiContext = { store, identity: this.identity, limits: { maxRequestBytes: config.maxRequestBytes } };
     const watch: WatchContext = {
@@ -106,7 +112,8 @@ export class EtcdAdapterServer {
 
     const bound = await this.listen(loadTls(config));
     const advertised = config.advertiseClientUrls === config.listenClientUrls ? bound : config.advertiseClientUrls;
-    Object.assign(this.identity, memberIdentity(stableId(`cluster:${driver.kind}:${config.name}`), config.name, advertised));
+    const clusterId = driver.clusterId ?? stableId(`cluster:${driver.kind}:${config.name}`);
+    Object.assign(this.identity, memberIdentity(clusterId, config.name, advertised));
     this.urls.push(...bound);
   }
 
@@ -156,12 +163,17 @@ export class EtcdAdapterServer {
     // Stop accepting first; a listener's close callback waits for its connections, so end those before waiting.
     const closed = Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
     this.hub?.stop();
+    this.compactor?.stop();
     this.grpcServer?.forceShutdown();
     this.httpServer?.closeAllConnections();
     for (const s of this.sockets) s.destroy();
     await closed;
     await this.store?.driver.close();
   }
+}
+
+export function log(msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} etcd-adapter: ${msg}\n`);
 }
 
 function loadTls(config: Config): TlsFiles | null {

@@ -1,26 +1,27 @@
 // Every driver the conformance suite runs against, each made fresh per test.
 import type { Driver } from '../../src/mvcc/driver';
-import { MemoryDriver } from '../../drivers/memory/memory-driver';
-import { backendsUnderTest } from './backends';
+import { createDriver } from '../../drivers/registry';
+import { backendsUnderTest, freshBackend, type BackendKind } from './backends';
 
 export interface DriverFactory {
-  name: string;
-  /** A new, empty, opened store. */
+  name: BackendKind;
+  /** A new, empty, opened store; closing it also drops its database. */
   create(): Promise<Driver>;
 }
 
-const factories: DriverFactory[] = [
-  {
-    name: 'memory',
-    create: async () => {
-      const d = new MemoryDriver();
-      await d.open();
-      return d;
-    },
-  },
-];
-
 export function driverFactories(): DriverFactory[] {
-  const wanted = new Set(backendsUnderTest().map((b) => b.split(':')[0]));
-  return factories.filter((f) => wanted.has(f.name));
+  return backendsUnderTest().map((name) => ({
+    name,
+    create: async () => {
+      const fresh = await freshBackend(name);
+      const driver = createDriver(fresh.url, { dataDir: '/nonexistent' });
+      await driver.open();
+      const close = driver.close.bind(driver);
+      driver.close = async () => {
+        await close();
+        await fresh.drop();
+      };
+      return driver;
+    },
+  }));
 }

@@ -5,6 +5,7 @@ import { startServer, type RunningServer, type StartOptions } from '../../src/in
 import { EtcdGrpcClient } from './grpc-client';
 import { normalize } from './normalize';
 import { startRealEtcd, type RealEtcd } from './real-etcd';
+import { freshBackend, type BackendKind } from './backends';
 
 export interface Pair {
   etcd: EtcdGrpcClient;
@@ -14,8 +15,10 @@ export interface Pair {
   close(): Promise<void>;
 }
 
-export async function startPair(options: StartOptions = {}, etcdArgs: string[] = []): Promise<Pair> {
-  const [etcdServer, oursServer] = await Promise.all([startRealEtcd(etcdArgs), startServer(options)]);
+/** A real etcd and this server on a fresh store of the given kind. */
+export async function startPair(options: Omit<StartOptions, 'backend'> & { backend?: BackendKind } = {}, etcdArgs: string[] = []): Promise<Pair> {
+  const fresh = await freshBackend(options.backend ?? 'memory');
+  const [etcdServer, oursServer] = await Promise.all([startRealEtcd(etcdArgs), startServer({ ...options, backend: fresh.url })]);
   const etcd = new EtcdGrpcClient(etcdServer.endpoint);
   const ours = new EtcdGrpcClient(oursServer.endpoint);
   return {
@@ -27,6 +30,7 @@ export async function startPair(options: StartOptions = {}, etcdArgs: string[] =
       etcd.close();
       ours.close();
       await Promise.all([etcdServer.stop(), oursServer.close()]);
+      await fresh.drop();
     },
   };
 }

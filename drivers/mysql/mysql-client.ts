@@ -1,0 +1,139 @@
+// mysql2's pool behind the async SqlClient interface, for MySQL, MariaDB and
+// TiDB.
+//
+// Write transactions run in READ COMMITTED (each statement reads the latest
+// committed rows; the locked meta row keeps other writers out, so those reads
+// stay true until commit). On TiDB they are pessimistic, so `FOR UPDATE`
+// locks. The final statements go with COMMIT in one multi-statement round
+// trip. Read snapshots are `START TRANSACTION WITH CONSISTENT SNAPSHOT`.
+// A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
+import mysql from 'mysql2/promise';
+import { StorageUnavailableError } from '../../src/errors';
+import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+
+export interface MysqlTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  tidb: boolean;
+  /** Extra connection options from the URL's query string (ssl, connectTimeout...). */
+  params: Record<string, string>;
+}
+
+/** Errors after which the same transaction may succeed if run again. */
+const RETRYABLE = new Set([
+  1205, // ER_LOCK_WAIT_TIMEOUT
+  1213, // ER_LOCK_DEADLOCK
+  1020, // ER_CHECKREAD: MariaDB 11.8+ innodb_snapshot_isolation
+  8002, // TiDB: SELECT FOR UPDATE write conflict
+  8022, // TiDB: transaction retry
+  9007, // TiDB: write conflict
+  8028, // TiDB: information schema changed
+]);
+
+/** Errors that mean the database cannot be reached right now. */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'PROTOCOL_CONNECTION_LOST', 'PROTOCOL_SEQUENCE_TIMEOUT', 'ER_SERVER_SHUTDOWN', 'ER_CON_COUNT_ERROR', 'POOL_CLOSED']);
+const UNAVAILABLE_ERRNOS = new Set([1053, 1040, 2002, 2003, 2006, 2013, 1927, 1184]);
+
+export function classify(err: unknown): unknown {
+  const e = err as { code?: string; errno?: number; fatal?: boolean };
+  if (e && typeof e === 'object') {
+    if (e.errno !== undefined && RETRYABLE.has(e.errno)) return new RetryableError(String(e.code ?? e.errno));
+    if ((e.code && UNAVAILABLE_CODES.has(e.code)) || (e.errno !== undefined && UNAVAILABLE_ERRNOS.has(e.errno)) || e.fatal) {
+      return new StorageUnavailableError(err);
+    }
+  }
+  return err;
+}
+
+async function guarded<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+export class MysqlClient implements SqlClient {
+  readonly pool: mysql.Pool;
+
+  constructor(readonly target: MysqlTarget, poolSize = 16) {
+    this.pool = mysql.createPool({
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      password: target.password,
+      database: target.database,
+      connectionLimit: poolSize,
+      maxIdle: poolSize,
+      multipleStatements: true,
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+      enableKeepAlive: true,
+      connectTimeout: Number(target.params.connectTimeout ?? 5000),
+      ssl: target.params.ssl === 'true' ? {} : undefined,
+      charset: 'utf8mb4',
+    });
+  }
+
+  all(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return guarded(async () => (await this.pool.query(sql, params))[0] as Row[]);
+  }
+
+  async run(sql: string, params: unknown[] = []): Promise<void> {
+    await guarded(() => this.pool.query(sql, params));
+  }
+
+  private executor(conn: mysql.PoolConnection): SqlExecutor {
+    return {
+      all: (sql, params = []) => guarded(async () => (await conn.query(sql, params))[0] as Row[]),
+      run: async (sql, params = []) => void (await guarded(() => conn.query(sql, params))),
+    };
+  }
+
+  async transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T> {
+    const conn = await guarded(() => this.pool.getConnection());
+    let open = false;
+    try {
+      const start = this.target.tidb
+        ? 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN PESSIMISTIC'
+        : 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION';
+      const results = await guarded(async () => (await conn.query(`${start}; ${begin.sql}`, begin.params))[0] as unknown[]);
+      open = true;
+      const locked = (results[results.length - 1] as Row[])[0];
+      const outcome = await fn(this.executor(conn), locked);
+      const sql = [...outcome.commit.map((s) => s.sql), 'COMMIT'].join(';\n');
+      const params = outcome.commit.flatMap((s) => s.params);
+      await guarded(() => conn.query(sql, params));
+      open = false;
+      return outcome.value;
+    } catch (err) {
+      if (open) await conn.query('ROLLBACK').catch(() => conn.destroy());
+      throw err;
+    } finally {
+      conn.release();
+    }
+  }
+
+  async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
+    const conn = await guarded(() => this.pool.getConnection());
+    try {
+      const results = await guarded(async () => (await conn.query(`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; ${begin.sql}`, begin.params))[0] as unknown[]);
+      const meta = (results[results.length - 1] as Row[])[0];
+      try {
+        return await fn(this.executor(conn), meta);
+      } finally {
+        // Nothing to wait for: the connection runs COMMIT before its next query.
+        conn.query('COMMIT').catch(() => conn.destroy());
+      }
+    } finally {
+      conn.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => undefined);
+  }
+}

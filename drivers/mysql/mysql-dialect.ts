@@ -1,0 +1,64 @@
+// MySQL and MariaDB, and TiDB through the same protocol. The revision lock is
+// `SELECT ... FOR UPDATE` on the meta row (TiDB: in a pessimistic transaction).
+// Keys are VARBINARY(2048): an index entry (key, revision, sub) must stay under
+// InnoDB's and TiDB's 3072-byte limit.
+import type { Dialect } from '../sql/dialect';
+
+const ddl = (engine: string): string[] => [
+  `CREATE TABLE IF NOT EXISTS etcd_meta (
+    id INT NOT NULL PRIMARY KEY,
+    revision BIGINT NOT NULL,
+    compact_revision BIGINT NOT NULL,
+    cluster_id VARCHAR(24) NOT NULL,
+    schema_version INT NOT NULL)${engine}`,
+  `CREATE TABLE IF NOT EXISTS etcd_log (
+    revision BIGINT NOT NULL,
+    sub INT NOT NULL,
+    k VARBINARY(2048) NOT NULL,
+    v LONGBLOB NOT NULL,
+    create_revision BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    lease BIGINT NOT NULL,
+    deleted TINYINT NOT NULL,
+    prev_revision BIGINT NOT NULL,
+    PRIMARY KEY (revision, sub),
+    KEY etcd_log_k (k, revision, sub))${engine}`,
+  `CREATE TABLE IF NOT EXISTS etcd_kv (
+    k VARBINARY(2048) NOT NULL PRIMARY KEY,
+    v LONGBLOB NOT NULL,
+    create_revision BIGINT NOT NULL,
+    mod_revision BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    lease BIGINT NOT NULL,
+    KEY etcd_kv_lease (lease))${engine}`,
+  `CREATE TABLE IF NOT EXISTS etcd_compaction (id INT NOT NULL PRIMARY KEY, compacted_to BIGINT NOT NULL)${engine}`,
+  'INSERT IGNORE INTO etcd_compaction (id, compacted_to) VALUES (1, 0)',
+];
+
+function dialect(name: 'mysql' | 'tidb'): Dialect {
+  return {
+    name,
+    maxKeyBytes: 2048,
+    maxParams: 60_000,
+    // Set from max_allowed_packet when the driver opens.
+    maxStatementBytes: 4 << 20,
+    description: 'VARBINARY(2048) keys, LONGBLOB values, BIGINT revisions',
+    beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1 FOR UPDATE',
+    beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
+    insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
+    beginCompaction: 'SELECT compacted_to FROM etcd_compaction WHERE id = 1 FOR UPDATE',
+    statsQuery: `SELECT COALESCE(SUM(data_length + index_length + data_free), 0) AS size, COALESCE(SUM(data_free), 0) AS free
+      FROM information_schema.TABLES WHERE table_schema = DATABASE() AND table_name LIKE 'etcd\\_%'`,
+    reclaim: [],
+    defragment: name === 'tidb' ? [] : ['OPTIMIZE TABLE etcd_log, etcd_kv'],
+    schemaLock: { acquire: "SELECT GET_LOCK('etcd_adapter_schema', 60) AS got", release: "SELECT RELEASE_LOCK('etcd_adapter_schema') AS released" },
+    upsertKv: (values) =>
+      `INSERT INTO etcd_kv (k, v, create_revision, mod_revision, version, lease) VALUES ${values}
+       ON DUPLICATE KEY UPDATE v = VALUES(v), create_revision = VALUES(create_revision),
+         mod_revision = VALUES(mod_revision), version = VALUES(version), lease = VALUES(lease)`,
+    migrations: [ddl(name === 'tidb' ? '' : ' ENGINE=InnoDB')],
+  };
+}
+
+export const mysqlDialect = dialect('mysql');
+export const tidbDialect = dialect('tidb');

@@ -1,0 +1,44 @@
+// What differs between the SQL databases, as data: DDL, the upsert form, how
+// a writer takes the revision lock, limits. The generic driver builds every
+// other statement the same way for all of them.
+
+export interface Dialect {
+  /** "sqlite", "mysql" or "tidb": for logs and status. */
+  readonly name: string;
+  /** The longest key the schema stores (an index limit); longer keys are refused. */
+  readonly maxKeyBytes: number;
+  /** Bound parameters per statement, to size multi-row statements. */
+  readonly maxParams: number;
+  /** Bytes of parameters per statement (a packet limit), to size multi-row statements. */
+  readonly maxStatementBytes: number;
+  /** Schema migrations, in order; each entry is the statements of one version. */
+  readonly migrations: string[][];
+  /** Opens a write transaction and returns the locked meta row. */
+  readonly beginWrite: string;
+  /** Opens a read snapshot and returns the meta row (empty for SQLite, which pins a revision instead). */
+  readonly beginRead: string;
+  /** `INSERT ... ` for the current view that replaces an existing key, given the VALUES list. */
+  upsertKv(values: string): string;
+  /** Column type names in CREATE TABLE (documentation only). */
+  readonly description: string;
+  /** Creates the meta row unless it exists: the store starts at revision 1, never compacted. */
+  insertMeta: string;
+  /** Opens a compaction step: locks the compaction progress row (not the meta row: writers go on). */
+  readonly beginCompaction: string;
+  /** Returns `size` and `free` bytes of the store. */
+  readonly statsQuery: string;
+  /** Gives freed space back after a compaction (may be empty). */
+  readonly reclaim: string[];
+  /** Rewrites the tables compactly (Defragment). */
+  readonly defragment: string[];
+  /** Runs fn while holding a named database lock, if the database has them. */
+  readonly schemaLock?: { acquire: string; release: string };
+}
+
+/** Columns of etcd_log in the order the driver writes them. */
+export const LOG_COLUMNS = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
+
+export function placeholders(columns: number, rows: number): string {
+  const one = `(${Array(columns).fill('?').join(', ')})`;
+  return Array(rows).fill(one).join(', ');
+}

@@ -1,0 +1,312 @@
+// The one SQL driver, for every SQL database: the statements are the same,
+// what differs lives in the Dialect and the SqlClient.
+//
+// Tables (see the dialects for their DDL):
+//   etcd_meta        one row: the store's revision (the revision lock: writers
+//                    hold it for their whole transaction), compact revision,
+//                    cluster id, schema version
+//   etcd_log         every change: (revision, sub) -> key, value, ..., deleted
+//   etcd_kv          the current value of each live key
+//   etcd_compaction  how far physical compaction has got (its own lock row)
+//
+// A write transaction locks the meta row, reads under the lock, then writes
+// its log rows, the current rows and the new revision together. Commit order
+// is therefore revision order, and a snapshot that sees revision N sees every
+// revision up to N: the log has no gaps to wait for.
+import { randomBytes } from 'node:crypto';
+import type { Driver, DriverStats, KvRef, LogRead, RangeQuery, RangeResult, ReadView, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { KeyRange } from '../../src/mvcc/key-range';
+import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
+import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
+import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement } from './sql-client';
+
+const KV_SELECT = 'k, v, create_revision, mod_revision, version, lease';
+const LOG_SELECT = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
+/** Revisions per compaction step: each is one short transaction. */
+const COMPACT_WINDOW = 500;
+const WRITE_ATTEMPTS = 8;
+
+function where(r: KeyRange, column = 'k'): { sql: string; params: unknown[] } {
+  if (r.end === null) return { sql: `${column} = ?`, params: [r.key] };
+  if (r.end.length === 0) return { sql: `${column} >= ?`, params: [r.key] };
+  return { sql: `${column} >= ? AND ${column} < ?`, params: [r.key, r.end] };
+}
+
+function kvFromRow(row: Row): KeyValue {
+  return {
+    key: row.k as Buffer,
+    value: (row.v as Buffer | undefined) ?? EMPTY,
+    create_revision: Number(row.create_revision),
+    mod_revision: Number(row.mod_revision),
+    version: Number(row.version),
+    lease: String(row.lease),
+  };
+}
+
+function entryFromRow(row: Row): LogEntry {
+  const deleted = Number(row.deleted) === 1;
+  return {
+    kv: {
+      key: row.k as Buffer,
+      value: row.v as Buffer,
+      create_revision: Number(row.create_revision),
+      mod_revision: Number(row.revision),
+      version: Number(row.version),
+      lease: String(row.lease),
+    },
+    sub: Number(row.sub),
+    deleted,
+    prev_revision: Number(row.prev_revision),
+  };
+}
+
+export class SqlDriver implements Driver {
+  readonly kind: string;
+  clusterId = '';
+
+  constructor(
+    private readonly client: SqlClient,
+    private readonly dialect: Dialect,
+  ) {
+    this.kind = dialect.name;
+  }
+
+  get maxKeyBytes(): number {
+    return this.dialect.maxKeyBytes;
+  }
+
+  async open(): Promise<void> {
+    await this.migrate();
+    const [meta] = await this.client.all('SELECT cluster_id FROM etcd_meta WHERE id = 1');
+    this.clusterId = String(meta.cluster_id);
+  }
+
+  private async migrate(): Promise<void> {
+    const { dialect } = this;
+    const lock = dialect.schemaLock;
+    if (lock) await this.client.all(lock.acquire).catch(() => undefined);
+    try {
+      // Version 1 creates the tables idempotently; instances starting together may both run it.
+      for (const sql of dialect.migrations[0]) await this.client.run(sql);
+      const clusterId = (randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn).toString();
+      await this.client.run(dialect.insertMeta, [clusterId]);
+      const [meta] = await this.client.all('SELECT schema_version FROM etcd_meta WHERE id = 1');
+      // Later versions, each once, in order.
+      for (let v = Number(meta.schema_version); v < dialect.migrations.length; v++) {
+        for (const sql of dialect.migrations[v]) await this.client.run(sql);
+        await this.client.run('UPDATE etcd_meta SET schema_version = ? WHERE id = 1', [v + 1]);
+      }
+    } finally {
+      if (lock) await this.client.all(lock.release).catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  read<T>(fn: (view: ReadView) => Promise<T>): Promise<T> {
+    return this.client.snapshot({ sql: this.dialect.beginRead, params: [] }, (tx, meta) => fn(this.view(tx, meta)));
+  }
+
+  private view(tx: SqlExecutor, meta: Row): ReadView {
+    const revision = Number(meta.revision);
+    const compactRevision = Number(meta.compact_revision);
+    return { revision, compactRevision, range: (q) => this.range(tx, q, revision) };
+  }
+
+  private async range(tx: SqlExecutor, q: RangeQuery, current: number): Promise<RangeResult> {
+    const w = where(q);
+    if (q.revision >= current) {
+      if (q.countOnly) {
+        const [row] = await tx.all(`SELECT COUNT(*) AS n FROM etcd_kv WHERE ${w.sql}`, w.params);
+        return { kvs: [], count: Number(row.n) };
+      }
+      const value = q.keysOnly ? "x'' AS v" : 'v';
+      const limit = q.limit > 0 ? ` LIMIT ${q.limit}` : '';
+      const rows = await tx.all(
+        `SELECT k, ${value}, create_revision, mod_revision, version, lease, COUNT(*) OVER () AS n FROM etcd_kv WHERE ${w.sql} ORDER BY k${limit}`,
+        w.params,
+      );
+      return { kvs: rows.map(kvFromRow), count: rows.length > 0 ? Number(rows[0].n) : 0 };
+    }
+    // History: each key's last version at or below the revision, when it is not a deletion.
+    const h = where(q, 'l.k');
+    const value = q.keysOnly || q.countOnly ? "x'' AS v" : 'l.v';
+    const limit = q.limit > 0 && !q.countOnly ? ` LIMIT ${q.limit}` : '';
+    const rows = await tx.all(
+      `SELECT l.k, ${value}, l.create_revision, l.revision AS mod_revision, l.version, l.lease, COUNT(*) OVER () AS n
+       FROM etcd_log l
+       WHERE ${h.sql} AND l.revision <= ? AND l.deleted = 0
+         AND NOT EXISTS (SELECT 1 FROM etcd_log x WHERE x.k = l.k AND x.revision <= ?
+                         AND (x.revision > l.revision OR (x.revision = l.revision AND x.sub > l.sub)))
+       ORDER BY l.k${limit}`,
+      [...h.params, q.revision, q.revision],
+    );
+    return { kvs: q.countOnly ? [] : rows.map(kvFromRow), count: rows.length > 0 ? Number(rows[0].n) : 0 };
+  }
+
+  async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.client.transaction({ sql: this.dialect.beginWrite, params: [] }, async (tx, locked) => {
+          const staged: WriteSet[] = [];
+          let compactTo: number | null = null;
+          const view = this.view(tx, locked);
+          const txn: WriteTxn = {
+            ...view,
+            getMany: (keys) => this.getMany(tx, keys),
+            apply: async (ws) => void staged.push(ws),
+            setCompactRevision: async (rev) => void (compactTo = rev),
+          };
+          const value = await fn(txn);
+          return { value, commit: this.commitStatements(staged, compactTo) };
+        });
+      } catch (err) {
+        if (!(err instanceof RetryableError) || attempt >= WRITE_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+      }
+    }
+  }
+
+  private async getMany(tx: SqlExecutor, keys: Buffer[]): Promise<(KeyValue | null)[]> {
+    const found = new Map<string, KeyValue>();
+    for (let i = 0; i < keys.length; i += 500) {
+      const chunk = keys.slice(i, i + 500);
+      const rows = await tx.all(`SELECT ${KV_SELECT} FROM etcd_kv WHERE k IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const row of rows) found.set((row.k as Buffer).toString('latin1'), kvFromRow(row));
+    }
+    return keys.map((k) => found.get(k.toString('latin1')) ?? null);
+  }
+
+  /** The statements that make a batch's changes durable, sized to the database's limits. */
+  private commitStatements(staged: WriteSet[], compactTo: number | null): Statement[] {
+    const out: Statement[] = [];
+    const logRows: unknown[][] = [];
+    const kvRows: unknown[][] = [];
+    const deletes: Buffer[] = [];
+    let revision = 0;
+    for (const ws of staged) {
+      for (const e of ws.entries) {
+        const kv = e.kv;
+        logRows.push([kv.mod_revision, e.sub, kv.key, kv.value, kv.create_revision, kv.version, kv.lease, e.deleted ? 1 : 0, e.prev_revision]);
+      }
+      for (const kv of ws.puts) kvRows.push([kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease]);
+      deletes.push(...ws.deletes);
+      revision = Math.max(revision, ws.revision);
+    }
+    this.chunked(logRows, 9, (rows) => out.push({ sql: `INSERT INTO etcd_log (${LOG_COLUMNS}) VALUES ${placeholders(9, rows.length)}`, params: rows.flat() }));
+    this.chunked(kvRows, 6, (rows) => out.push({ sql: this.dialect.upsertKv(placeholders(6, rows.length)), params: rows.flat() }));
+    this.chunked(
+      deletes.map((k) => [k]),
+      1,
+      (rows) => out.push({ sql: `DELETE FROM etcd_kv WHERE k IN (${rows.map(() => '?').join(', ')})`, params: rows.flat() }),
+    );
+    if (revision > 0) out.push({ sql: 'UPDATE etcd_meta SET revision = ? WHERE id = 1', params: [revision] });
+    if (compactTo !== null) out.push({ sql: 'UPDATE etcd_meta SET compact_revision = ? WHERE id = 1', params: [compactTo] });
+    return out;
+  }
+
+  /** Splits rows into statements under the parameter and size limits. */
+  private chunked(rows: unknown[][], columns: number, emit: (rows: unknown[][]) => void): void {
+    let chunk: unknown[][] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      const size = row.reduce<number>((n, v) => n + (Buffer.isBuffer(v) ? v.length * 2 + 4 : 24), 0);
+      if (chunk.length > 0 && ((chunk.length + 1) * columns > this.dialect.maxParams || bytes + size > this.dialect.maxStatementBytes)) {
+        emit(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(row);
+      bytes += size;
+    }
+    if (chunk.length > 0) emit(chunk);
+  }
+
+  async readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead> {
+    return this.client.snapshot({ sql: this.dialect.beginRead, params: [] }, async (tx, meta) => {
+      const revision = Number(meta.revision);
+      const compactRevision = Number(meta.compact_revision);
+      const through = Math.max(after, Math.min(revision, after + maxRevisions));
+      if (through <= after) return { entries: [], through, revision, compactRevision };
+      const w = range ? where(range) : null;
+      const rows = await tx.all(
+        `SELECT ${LOG_SELECT} FROM etcd_log WHERE revision > ? AND revision <= ?${w ? ` AND ${w.sql}` : ''} ORDER BY revision, sub`,
+        [after, through, ...(w?.params ?? [])],
+      );
+      return { entries: rows.map(entryFromRow), through, revision, compactRevision };
+    });
+  }
+
+  async getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {
+    const found = new Map<string, KeyValue>();
+    const id = (k: Buffer, rev: number) => `${rev}:${k.toString('latin1')}`;
+    for (let i = 0; i < refs.length; i += 400) {
+      const chunk = refs.slice(i, i + 400);
+      const rows = await this.client.all(
+        `SELECT k, v, create_revision, revision AS mod_revision, version, lease FROM etcd_log
+         WHERE deleted = 0 AND (k, revision) IN (${chunk.map(() => '(?, ?)').join(', ')})`,
+        chunk.flatMap((r) => [r.key, r.revision]),
+      );
+      for (const row of rows) found.set(id(row.k as Buffer, Number(row.mod_revision)), kvFromRow(row));
+    }
+    return refs.map((r) => found.get(id(r.key, r.revision)) ?? null);
+  }
+
+  /**
+   * Physical compaction up to `revision`, one window of revisions per short
+   * transaction. A key needs work only if it changed in (compacted_to,
+   * revision]: its older versions, and a final deletion, go. Progress is saved
+   * with each window; concurrent compactors (other instances) queue on the
+   * progress row and skip what is done.
+   */
+  async compact(revision: number): Promise<void> {
+    for (;;) {
+      const done = await this.compactWindow(revision);
+      if (done) break;
+    }
+    for (const sql of this.dialect.reclaim) await this.client.run(sql);
+  }
+
+  private compactWindow(revision: number): Promise<boolean> {
+    return this.client.transaction({ sql: this.dialect.beginCompaction, params: [] }, async (tx, progress) => {
+      const from = Number(progress.compacted_to);
+      if (from >= revision) return { value: true, commit: [] };
+      const to = Math.min(revision, from + COMPACT_WINDOW);
+      const keys = await tx.all('SELECT DISTINCT k FROM etcd_log WHERE revision > ? AND revision <= ?', [from, to]);
+      const doomed: Row[] = [];
+      for (let i = 0; i < keys.length; i += 200) {
+        const chunk = keys.slice(i, i + 200).map((r) => r.k);
+        const rows = await tx.all(
+          `SELECT l.revision, l.sub FROM etcd_log l
+           WHERE l.k IN (${chunk.map(() => '?').join(', ')}) AND l.revision <= ?
+             AND (l.deleted = 1 OR EXISTS (SELECT 1 FROM etcd_log x WHERE x.k = l.k AND x.revision <= ?
+                  AND (x.revision > l.revision OR (x.revision = l.revision AND x.sub > l.sub))))`,
+          [...chunk, revision, revision],
+        );
+        doomed.push(...rows);
+      }
+      const commit: Statement[] = [];
+      for (let i = 0; i < doomed.length; i += 500) {
+        const chunk = doomed.slice(i, i + 500);
+        commit.push({
+          sql: `DELETE FROM etcd_log WHERE (revision, sub) IN (${chunk.map(() => '(?, ?)').join(', ')})`,
+          params: chunk.flatMap((r) => [r.revision, r.sub]),
+        });
+      }
+      commit.push({ sql: 'UPDATE etcd_compaction SET compacted_to = ? WHERE id = 1', params: [to] });
+      return { value: to >= revision, commit };
+    });
+  }
+
+  async stats(): Promise<DriverStats> {
+    const [row] = await this.client.all(this.dialect.statsQuery);
+    const size = Number(row?.size ?? 0);
+    return { dbSize: size, dbSizeInUse: size - Number(row?.free ?? 0) };
+  }
+
+  async defragment(): Promise<void> {
+    for (const sql of this.dialect.defragment) await this.client.run(sql);
+  }
+}

@@ -1,0 +1,54 @@
+// SQLite: the embedded default. BEGIN IMMEDIATE is the revision lock.
+import type { Dialect } from '../sql/dialect';
+
+export const sqliteDialect: Dialect = {
+  name: 'sqlite',
+  maxKeyBytes: 1 << 20,
+  maxParams: 32_000,
+  maxStatementBytes: 64 << 20,
+  description: 'BLOB keys and values, INTEGER revisions',
+  beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
+  beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
+  insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
+  beginCompaction: 'SELECT compacted_to FROM etcd_compaction WHERE id = 1',
+  statsQuery: `SELECT (SELECT page_count FROM pragma_page_count()) * (SELECT page_size FROM pragma_page_size()) AS size,
+    (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size()) AS free`,
+  reclaim: ['PRAGMA incremental_vacuum', 'PRAGMA wal_checkpoint(TRUNCATE)'],
+  defragment: ['VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)'],
+  upsertKv: (values) =>
+    `INSERT INTO etcd_kv (k, v, create_revision, mod_revision, version, lease) VALUES ${values}
+     ON CONFLICT(k) DO UPDATE SET v = excluded.v, create_revision = excluded.create_revision,
+       mod_revision = excluded.mod_revision, version = excluded.version, lease = excluded.lease`,
+  migrations: [
+    [
+      `CREATE TABLE IF NOT EXISTS etcd_meta (
+        id INTEGER PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        compact_revision INTEGER NOT NULL,
+        cluster_id TEXT NOT NULL,
+        schema_version INTEGER NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS etcd_log (
+        revision INTEGER NOT NULL,
+        sub INTEGER NOT NULL,
+        k BLOB NOT NULL,
+        v BLOB NOT NULL,
+        create_revision INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        lease INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        prev_revision INTEGER NOT NULL,
+        PRIMARY KEY (revision, sub)) WITHOUT ROWID`,
+      'CREATE INDEX IF NOT EXISTS etcd_log_k ON etcd_log (k, revision, sub)',
+      `CREATE TABLE IF NOT EXISTS etcd_kv (
+        k BLOB NOT NULL PRIMARY KEY,
+        v BLOB NOT NULL,
+        create_revision INTEGER NOT NULL,
+        mod_revision INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        lease INTEGER NOT NULL) WITHOUT ROWID`,
+      'CREATE INDEX IF NOT EXISTS etcd_kv_lease ON etcd_kv (lease)',
+      'CREATE TABLE IF NOT EXISTS etcd_compaction (id INTEGER PRIMARY KEY, compacted_to INTEGER NOT NULL)',
+      'INSERT OR IGNORE INTO etcd_compaction (id, compacted_to) VALUES (1, 0)',
+    ],
+  ],
+};
