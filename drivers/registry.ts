@@ -92,7 +92,13 @@ function mysqlDriver(backend: string, tidb: boolean): Driver {
   const target = parseMysqlUrl(backend, tidb);
   const where = `${tidb ? 'TiDB' : 'MySQL'} at ${target.host}:${target.port}`;
   const client = new MysqlClient(target);
-  return openErrors(new SqlDriver(client, tidb ? tidbDialect : mysqlDialect), where, target);
+  const driver = new SqlDriver(client, tidb ? tidbDialect : mysqlDialect);
+  const open = driver.open.bind(driver);
+  driver.open = async () => {
+    await open();
+    await client.learnLimits();
+  };
+  return openErrors(driver, where, target);
 }
 
 /** Turns a failure to open into a sentence about what is wrong. */

@@ -93,35 +93,56 @@ export class MysqlClient implements SqlClient {
     };
   }
 
+  /**
+   * A pooled connection and the result of the statements that open a
+   * transaction on it. A connection that died while idle (the database
+   * restarted) fails here, before anything was done: one retry on a fresh
+   * connection is always safe.
+   */
+  private async opened(sql: string, params: unknown[]): Promise<{ conn: mysql.PoolConnection; row: Row }> {
+    for (let attempt = 1; ; attempt++) {
+      const conn = await guarded(() => this.pool.getConnection());
+      try {
+        const results = (await conn.query(sql, params))[0] as unknown[];
+        return { conn, row: (results[results.length - 1] as Row[])[0] };
+      } catch (err) {
+        conn.destroy();
+        const e = classify(err);
+        if (attempt >= 2 || !(e instanceof StorageUnavailableError)) throw e;
+      }
+    }
+  }
+
   async transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T> {
-    const conn = await guarded(() => this.pool.getConnection());
-    let open = false;
+    const start = this.target.tidb
+      ? 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN PESSIMISTIC'
+      : 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION';
+    const { conn, row: locked } = await this.opened(`${start}; ${begin.sql}`, begin.params);
+    let open = true;
+    let broken = false;
     try {
-      const start = this.target.tidb
-        ? 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN PESSIMISTIC'
-        : 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION';
-      const results = await guarded(async () => (await conn.query(`${start}; ${begin.sql}`, begin.params))[0] as unknown[]);
-      open = true;
-      const locked = (results[results.length - 1] as Row[])[0];
       const outcome = await fn(this.executor(conn), locked);
-      const sql = [...outcome.commit.map((s) => s.sql), 'COMMIT'].join(';\n');
-      const params = outcome.commit.flatMap((s) => s.params);
-      await guarded(() => conn.query(sql, params));
+      // One round trip when it fits in a packet; the last one carries COMMIT.
+      const groups = packetGroups([...outcome.commit, { sql: 'COMMIT', params: [] }], this.maxPacketBytes);
+      for (const g of groups) await guarded(() => conn.query(g.map((x) => x.sql).join(';\n'), g.flatMap((x) => x.params)));
       open = false;
       return outcome.value;
     } catch (err) {
-      if (open) await conn.query('ROLLBACK').catch(() => conn.destroy());
+      if (open) {
+        await conn.query('ROLLBACK').catch(() => {
+          broken = true;
+          conn.destroy();
+        });
+      }
       throw err;
     } finally {
-      conn.release();
+      if (!broken) conn.release();
     }
   }
 
   async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
-    const conn = await guarded(() => this.pool.getConnection());
+    const { conn, row: meta } = await this.opened(`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; ${begin.sql}`, begin.params);
     try {
-      const results = await guarded(async () => (await conn.query(`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; ${begin.sql}`, begin.params))[0] as unknown[]);
-      const meta = (results[results.length - 1] as Row[])[0];
       try {
         return await fn(this.executor(conn), meta);
       } finally {
@@ -133,7 +154,34 @@ export class MysqlClient implements SqlClient {
     }
   }
 
+  /** Half of the server's max_allowed_packet (values travel hex-encoded); learned at start. */
+  private maxPacketBytes = 8 << 20;
+
+  async learnLimits(): Promise<void> {
+    const [row] = await this.all('SELECT @@max_allowed_packet AS max');
+    if (row?.max) this.maxPacketBytes = Math.max(1 << 20, Number(row.max) / 2);
+  }
+
   async close(): Promise<void> {
     await this.pool.end().catch(() => undefined);
   }
+}
+
+/** Groups statements so that each group's parameters stay under the byte budget (one statement may exceed it alone). */
+function packetGroups(statements: Statement[], budget: number): Statement[][] {
+  const groups: Statement[][] = [];
+  let group: Statement[] = [];
+  let bytes = 0;
+  for (const st of statements) {
+    const size = st.sql.length + st.params.reduce<number>((n, v) => n + (Buffer.isBuffer(v) ? v.length * 2 + 3 : 24), 0);
+    if (group.length > 0 && bytes + size > budget) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(st);
+    bytes += size;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
