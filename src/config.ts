@@ -20,6 +20,8 @@ export interface Config {
   pollInterval: number;
   autoCompactionMode: 'periodic' | 'revision';
   autoCompactionRetention: string;
+  /** How often revision-mode auto-compaction checks (not a flag: 1 minute; embedders and tests may shorten it). */
+  autoCompactionCheckMs?: number;
 }
 
 type Kind = 'string' | 'urls' | 'uint' | 'bool' | 'duration';

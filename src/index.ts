@@ -19,7 +19,7 @@ export interface StartOptions {
   /** SQL backends: how often to read other instances' changes, in ms (default 100). */
   pollIntervalMs?: number;
   /** Automatic compaction; default: keep the last 10,000 revisions. */
-  autoCompaction?: { mode: 'revision' | 'periodic'; retention: string };
+  autoCompaction?: { mode: 'revision' | 'periodic'; retention: string; checkIntervalMs?: number };
   /** Where the default SQLite file would live (unused for memory). */
   dataDir?: string;
 }
@@ -50,6 +50,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     pollInterval: options.pollIntervalMs ?? config.pollInterval,
     autoCompactionMode: options.autoCompaction?.mode ?? config.autoCompactionMode,
     autoCompactionRetention: options.autoCompaction?.retention ?? config.autoCompactionRetention,
+    autoCompactionCheckMs: options.autoCompaction?.checkIntervalMs,
     dataDir: options.dataDir ?? config.dataDir,
   };
   merged.advertiseClientUrls = merged.listenClientUrls;

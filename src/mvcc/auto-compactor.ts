@@ -20,8 +20,12 @@ export class AutoCompactor {
     private readonly store: MvccStore,
     private readonly retention: Retention,
     private readonly log: (msg: string) => void,
-    private readonly checkMs = retention && 'ms' in retention ? Math.max(1000, retention.ms / 10) : REVISION_CHECK_MS,
-  ) {}
+    checkMs?: number,
+  ) {
+    this.checkMs = checkMs ?? (retention && 'ms' in retention ? Math.max(1000, retention.ms / 10) : REVISION_CHECK_MS);
+  }
+
+  private readonly checkMs: number;
 
   start(): void {
     if (!this.retention) return;

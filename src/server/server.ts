@@ -70,7 +70,7 @@ export class EtcdAdapterServer {
     const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8 }));
     await hub.start();
     store.on('commit', () => hub.wake());
-    this.compactor = new AutoCompactor(store, retentionOf(config), (msg) => log(msg));
+    this.compactor = new AutoCompactor(store, retentionOf(config), (msg) => log(msg), config.autoCompactionCheckMs);
     this.compactor.start();
 
     const api: ApiContext = { store, identity: this.identity, limits: { maxRequestBytes: config.maxRequestBytes } };
