@@ -91,8 +91,9 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
 function mysqlDriver(backend: string, tidb: boolean): Driver {
   const target = parseMysqlUrl(backend, tidb);
   const where = `${tidb ? 'TiDB' : 'MySQL'} at ${target.host}:${target.port}`;
-  const client = new MysqlClient(target);
-  const driver = new SqlDriver(client, tidb ? tidbDialect : mysqlDialect);
+  const dialect = tidb ? tidbDialect : mysqlDialect;
+  const client = new MysqlClient(target, dialect);
+  const driver = new SqlDriver(client, dialect);
   const open = driver.open.bind(driver);
   driver.open = async () => {
     await open();

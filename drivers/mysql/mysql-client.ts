@@ -1,11 +1,9 @@
 // mysql2's pool behind the async SqlClient interface, for MySQL, MariaDB and
 // TiDB.
 //
-// Write transactions run in READ COMMITTED (each statement reads the latest
-// committed rows; the locked meta row keeps other writers out, so those reads
-// stay true until commit). On TiDB they are pessimistic, so `FOR UPDATE`
-// locks. The final statements go with COMMIT in one multi-statement round
-// trip. Read snapshots are `START TRANSACTION WITH CONSISTENT SNAPSHOT`.
+// Transactions start with the dialect's statements (READ COMMITTED writers;
+// on TiDB pessimistic ones, so that FOR UPDATE locks). The final statements
+// go with COMMIT in one multi-statement round trip when they fit a packet.
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
 import mysql from 'mysql2/promise';
 import { StorageUnavailableError } from '../../src/errors';
@@ -56,10 +54,21 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+export interface TransactionStarts {
+  /** Statements that start a write transaction. */
+  startWrite: string;
+  /** Statements that start a read snapshot. */
+  startSnapshot: string;
+}
+
 export class MysqlClient implements SqlClient {
   readonly pool: mysql.Pool;
 
-  constructor(readonly target: MysqlTarget, poolSize = 16) {
+  constructor(
+    readonly target: MysqlTarget,
+    private readonly starts: TransactionStarts,
+    poolSize = 16,
+  ) {
     this.pool = mysql.createPool({
       host: target.host,
       port: target.port,
@@ -114,10 +123,7 @@ export class MysqlClient implements SqlClient {
   }
 
   async transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T> {
-    const start = this.target.tidb
-      ? 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN PESSIMISTIC'
-      : 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION';
-    const { conn, row: locked } = await this.opened(`${start}; ${begin.sql}`, begin.params);
+    const { conn, row: locked } = await this.opened(`${this.starts.startWrite}; ${begin.sql}`, begin.params);
     let open = true;
     let broken = false;
     try {
@@ -141,7 +147,7 @@ export class MysqlClient implements SqlClient {
   }
 
   async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
-    const { conn, row: meta } = await this.opened(`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; ${begin.sql}`, begin.params);
+    const { conn, row: meta } = await this.opened(`${this.starts.startSnapshot}; ${begin.sql}`, begin.params);
     try {
       try {
         return await fn(this.executor(conn), meta);

@@ -43,6 +43,11 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     // Set from max_allowed_packet when the driver opens.
     maxStatementBytes: 4 << 20,
     description: 'VARBINARY(2048) keys, LONGBLOB values, BIGINT revisions',
+    // Each statement of a writer reads the latest commits; the FOR UPDATE lock keeps other writers out.
+    // TiDB: pessimistic, so that FOR UPDATE locks (and READ COMMITTED is allowed).
+    startWrite: `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ${name === 'tidb' ? 'BEGIN PESSIMISTIC' : 'START TRANSACTION'}`,
+    // TiDB takes one characteristic here, and its START TRANSACTION always takes the snapshot at once.
+    startSnapshot: name === 'tidb' ? 'START TRANSACTION WITH CONSISTENT SNAPSHOT' : 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
     beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1 FOR UPDATE',
     beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
     insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',

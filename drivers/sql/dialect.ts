@@ -13,6 +13,10 @@ export interface Dialect {
   readonly maxStatementBytes: number;
   /** Schema migrations, in order; each entry is the statements of one version. */
   readonly migrations: string[][];
+  /** Starts a write transaction (before beginWrite); empty where the client starts it itself. */
+  readonly startWrite: string;
+  /** Starts a read snapshot (before beginRead); empty where the client starts it itself. */
+  readonly startSnapshot: string;
   /** Opens a write transaction and returns the locked meta row. */
   readonly beginWrite: string;
   /** Opens a read snapshot and returns the meta row (empty for SQLite, which pins a revision instead). */

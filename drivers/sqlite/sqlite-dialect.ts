@@ -7,6 +7,9 @@ export const sqliteDialect: Dialect = {
   maxParams: 32_000,
   maxStatementBytes: 64 << 20,
   description: 'BLOB keys and values, INTEGER revisions',
+  // The SQLite client opens transactions itself (BEGIN IMMEDIATE for writes, BEGIN on a read connection).
+  startWrite: '',
+  startSnapshot: '',
   beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
