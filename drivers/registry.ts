@@ -15,12 +15,22 @@ import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
 import { SqlDriver } from './sql/sql-driver';
+import { ReadCachedDriver } from './read-cache';
 
 export class BackendError extends Error {}
 
 export interface BackendOptions {
   /** Where the default SQLite file lives. */
   dataDir: string;
+  /** Memory budget of the read cache of SQL backends; 0 turns it off. */
+  readCacheBytes?: number;
+  log?: (msg: string) => void;
+}
+
+/** SQL backends get a read cache of the current view (see read-cache.ts) unless it is turned off. */
+function cached(driver: Driver, opts: BackendOptions): Driver {
+  const bytes = opts.readCacheBytes ?? 0;
+  return bytes > 0 ? new ReadCachedDriver(driver, bytes, opts.log) : driver;
 }
 
 /** A backend URL fit for logs: the password replaced. */
@@ -42,12 +52,12 @@ export function createDriver(backend: string, opts: BackendOptions): Driver {
     case 'memory':
       return new MemoryDriver();
     case 'sqlite':
-      return sqliteDriver(backend);
+      return cached(sqliteDriver(backend), opts);
     case 'mysql':
     case 'mariadb':
-      return mysqlDriver(backend, false);
+      return cached(mysqlDriver(backend, false), opts);
     case 'tidb':
-      return mysqlDriver(backend, true);
+      return cached(mysqlDriver(backend, true), opts);
     default:
       throw new BackendError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db or tidb://user:pass@host:4000/db`);
   }

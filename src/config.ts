@@ -20,6 +20,8 @@ export interface Config {
   pollInterval: number;
   autoCompactionMode: 'periodic' | 'revision';
   autoCompactionRetention: string;
+  /** Memory budget of the read cache of SQL backends, bytes; 0 turns it off. */
+  readCacheBytes: number;
   /** How often revision-mode auto-compaction checks (not a flag: 1 minute; embedders and tests may shorten it). */
   autoCompactionCheckMs?: number;
 }
@@ -65,6 +67,13 @@ export const FLAGS: Flag[] = [
     kind: 'duration',
     def: '100ms',
     help: 'How often each instance reads the log for changes made through other instances on the same database.',
+  },
+  {
+    name: 'read-cache-bytes',
+    key: 'readCacheBytes',
+    kind: 'uint',
+    def: String(256 * 1024 * 1024),
+    help: 'SQL backends: keep the current value of every key in memory, up to this many bytes, and answer reads from it; 0 turns it off.',
   },
   {
     name: 'auto-compaction-mode',

@@ -22,6 +22,8 @@ export interface StartOptions {
   autoCompaction?: { mode: 'revision' | 'periodic'; retention: string; checkIntervalMs?: number };
   /** Where the default SQLite file would live (unused for memory). */
   dataDir?: string;
+  /** SQL backends: memory budget of the read cache in bytes (default 256 MiB; 0 turns it off). */
+  readCacheBytes?: number;
 }
 
 export interface RunningServer {
@@ -52,6 +54,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     autoCompactionRetention: options.autoCompaction?.retention ?? config.autoCompactionRetention,
     autoCompactionCheckMs: options.autoCompaction?.checkIntervalMs,
     dataDir: options.dataDir ?? config.dataDir,
+    readCacheBytes: options.readCacheBytes ?? config.readCacheBytes,
   };
   merged.advertiseClientUrls = merged.listenClientUrls;
   const server = await EtcdAdapterServer.start(merged);

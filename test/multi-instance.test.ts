@@ -118,6 +118,22 @@ describe('several instances on one MariaDB', { skip: !backendsUnderTest().includ
     for (const c of clients) c.close();
   });
 
+  it('a write through one instance is seen at once by a (linearizable) read through another', async () => {
+    const clients = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+    for (let i = 0; i < 60; i++) {
+      const writer = clients[i % INSTANCES];
+      const reader = clients[(i + 1) % INSTANCES];
+      const w = await writer.put({ key: b('ryw/k'), value: b(`v${i}`) });
+      const r = await reader.range({ key: b('ryw/k') });
+      assert.equal(r.kvs[0]?.value.toString(), `v${i}`, `read ${i} through another instance`);
+      assert.ok(Number(r.header.revision) >= Number(w.header.revision), 'the read is at or after the write');
+      // the HTTP gateway too
+      const res = (await (await fetch(`${servers[(i + 2) % INSTANCES].url}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('ryw/k').toString('base64') }) })).json()) as any;
+      assert.equal(Buffer.from(res.kvs[0].value, 'base64').toString(), `v${i}`);
+    }
+    for (const c of clients) c.close();
+  });
+
   it('every instance reports the same cluster id and its own member id', async () => {
     const clients = servers.map((s) => new EtcdGrpcClient(s.endpoint));
     const headers = await Promise.all(clients.map(async (c) => (await c.range({ key: b('x') })).header));

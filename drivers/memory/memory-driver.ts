@@ -8,14 +8,14 @@
 // Every LogEntry object is shared by `history` and `log`; kvs are never
 // mutated after they are stored. All work happens synchronously inside one
 // call, so a reader never sees half of a commit.
-import BTree from 'sorted-btree';
+import type BTree from 'sorted-btree';
 import type { Driver, DriverStats, KvRef, LogRead, RangeQuery, RangeResult, ReadView, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyValue, LogEntry } from '../../src/mvcc/kv';
 import { ErrCompacted } from '../../src/errors';
 import { keyString, rangeContains, type KeyRange } from '../../src/mvcc/key-range';
+import { newTree, rangeLive, scan } from './btree-range';
 import { compactHistory, latestAt } from './history';
 
-const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 /** Rough per-version overhead, for dbSize. */
 const ENTRY_OVERHEAD = 96;
 /** Keys compacted per slice before yielding to requests. */
@@ -23,8 +23,8 @@ const COMPACT_SLICE = 2000;
 
 export class MemoryDriver implements Driver {
   readonly kind = 'memory';
-  private readonly current = new BTree<string, KeyValue>(undefined, compare);
-  private readonly history = new BTree<string, LogEntry[]>(undefined, compare);
+  private readonly current: BTree<string, KeyValue> = newTree();
+  private readonly history: BTree<string, LogEntry[]> = newTree();
   /** log[i] holds the entries of revision logStart + i. */
   private log: LogEntry[][] = [];
   private logStart = 2;
@@ -107,21 +107,7 @@ export class MemoryDriver implements Driver {
 
   private range(q: RangeQuery): RangeResult {
     if (q.revision < this.compactRevision) throw ErrCompacted;
-    return q.revision >= this.revision ? this.rangeCurrent(q) : this.rangeHistory(q);
-  }
-
-  private rangeCurrent(q: RangeQuery): RangeResult {
-    if (q.end === null) {
-      const kv = this.current.get(keyString(q.key));
-      return { kvs: kv && !q.countOnly ? [kv] : [], count: kv ? 1 : 0 };
-    }
-    const kvs: KeyValue[] = [];
-    const want = q.countOnly ? 0 : q.limit > 0 ? q.limit : Infinity;
-    const count = this.scan(this.current, q, (kv) => {
-      if (kvs.length < want) kvs.push(kv);
-      return true;
-    });
-    return { kvs, count };
+    return q.revision >= this.revision ? rangeLive(this.current, q) : this.rangeHistory(q);
   }
 
   private rangeHistory(q: RangeQuery): RangeResult {
@@ -139,27 +125,9 @@ export class MemoryDriver implements Driver {
       const versions = this.history.get(keyString(q.key));
       if (versions) visit(versions);
     } else {
-      this.scan(this.history, q, visit);
+      scan(this.history, q, visit);
     }
     return { kvs, count };
-  }
-
-  /** Visits the values of tree keys inside [q.key, q.end); returns how many visits said yes. */
-  private scan<V>(tree: BTree<string, V>, q: KeyRange, visit: (v: V) => boolean): number {
-    const lo = keyString(q.key);
-    let hi: string | undefined;
-    if (q.end && q.end.length > 0) {
-      hi = keyString(q.end);
-      if (hi <= lo) return 0;
-    } else {
-      hi = tree.maxKey();
-      if (hi === undefined || hi < lo) return 0;
-    }
-    let n = 0;
-    tree.forRange(lo, hi, q.end !== null && q.end.length === 0, (_k, v) => {
-      if (visit(v)) n++;
-    });
-    return n;
   }
 
   async readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead> {

@@ -105,6 +105,12 @@ export class SqlDriver implements Driver {
     await this.client.close();
   }
 
+  /** One statement, no transaction: what a ReadIndex needs. */
+  async revisions(): Promise<{ revision: number; compactRevision: number }> {
+    const [meta] = await this.client.all(this.dialect.beginRead);
+    return { revision: Number(meta.revision), compactRevision: Number(meta.compact_revision) };
+  }
+
   read<T>(fn: (view: ReadView) => Promise<T>): Promise<T> {
     return this.client.snapshot({ sql: this.dialect.beginRead, params: [] }, (tx, meta) => fn(this.view(tx, meta)));
   }

@@ -1,23 +1,52 @@
 // better-sqlite3 behind the async SqlClient interface.
 //
-// One writer connection: write transactions run one at a time in this process
-// (BEGIN IMMEDIATE also locks out other processes on the same file), and their
-// final statements run with COMMIT in one synchronous block. Reads use a pool
-// of read-only connections; in WAL mode each one's read transaction is a
-// consistent snapshot, held for one read view.
+// Writes: one writer connection, in a worker thread (sqlite-writer.ts), so
+// that fsync at commit never blocks this event loop. Write transactions run
+// one at a time in this process (BEGIN IMMEDIATE also locks out other
+// processes on the file); their final statements and COMMIT go in one message.
+// Reads: a pool of read-only connections in this thread; in WAL mode each
+// one's read transaction is a consistent snapshot, held for one read view.
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { StorageUnavailableError } from '../../src/errors';
 import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { fromSqlite, toSqlite, type WriterOptions, type WriterReply, type WriterRequest } from './sqlite-writer';
 
 type Db = Database.Database;
 
 const BUSY_TIMEOUT_MS = 5000;
 const MAX_IDLE_READERS = 8;
 
+/** A SQLite error as the rest of the driver understands it. */
+function classify(code: string, message: string): Error {
+  const err = Object.assign(new Error(message), { code });
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new RetryableError(code);
+  if (/^SQLITE_(IOERR|CANTOPEN|FULL|CORRUPT|NOTADB|READONLY)/.test(code)) return new StorageUnavailableError(err);
+  return err;
+}
+
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw classify((err as { code?: string }).code ?? '', (err as Error).message);
+  }
+}
+
+interface Reader {
+  db: Db;
+  begin: Database.Statement;
+  commit: Database.Statement;
+  statements: Map<string, Database.Statement>;
+}
+
 export class SqliteClient implements SqlClient {
-  private readonly writer: Db;
-  private readonly idleReaders: Db[] = [];
-  private readonly statements = new Map<Db, Map<string, Database.Statement>>();
+  private readonly worker: Worker;
+  private readonly ready: Promise<void>;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(r: WriterReply): void; reject(e: unknown): void }>();
+  private readonly idleReaders: Reader[] = [];
   private writeTail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -25,51 +54,39 @@ export class SqliteClient implements SqlClient {
     private readonly file: string,
     synchronous: 'FULL' | 'NORMAL',
   ) {
-    this.writer = open(file, false);
-    // Incremental vacuum must be chosen before the first table exists.
-    this.writer.pragma('auto_vacuum = INCREMENTAL');
-    this.writer.pragma('journal_mode = WAL');
-    this.writer.pragma(`synchronous = ${synchronous}`);
+    const options: WriterOptions = { file, synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS };
+    this.worker = new Worker(path.join(__dirname, 'sqlite-writer.js'), { workerData: options });
+    this.ready = new Promise((resolve, reject) => {
+      this.pending.set(0, { resolve: () => resolve(), reject });
+      this.worker.once('error', (err) => {
+        for (const p of this.pending.values()) p.reject(new StorageUnavailableError(err));
+        this.pending.clear();
+      });
+    });
+    this.worker.on('message', (reply: WriterReply) => {
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if (reply.error) return p.reject(classify(reply.error.code, reply.error.message));
+      // Buffers cross threads as plain Uint8Arrays: make them Buffers again.
+      for (const row of reply.rows ?? []) {
+        for (const k of Object.keys(row)) {
+          const v = row[k];
+          if (v instanceof Uint8Array && !Buffer.isBuffer(v)) row[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+        }
+      }
+      p.resolve(reply);
+    });
   }
 
-  private prepare(db: Db, sql: string): Database.Statement {
-    let cache = this.statements.get(db);
-    if (!cache) this.statements.set(db, (cache = new Map()));
-    let stmt = cache.get(sql);
-    if (!stmt) {
-      stmt = db.prepare(sql);
-      stmt.safeIntegers(true);
-      cache.set(sql, stmt);
-    }
-    return stmt;
-  }
-
-  private executor(db: Db): SqlExecutor & { allSync(sql: string, params?: unknown[]): Row[]; runSync(sql: string, params?: unknown[]): void } {
-    const allSync = (sql: string, params: unknown[] = []) => fromSqlite(this.prepare(db, sql).all(...params.map(toSqlite)) as Row[]);
-    const runSync = (sql: string, params: unknown[] = []) => {
-      const stmt = this.prepare(db, sql);
-      if (stmt.reader) stmt.all(...params.map(toSqlite));
-      else stmt.run(...params.map(toSqlite));
-    };
-    return {
-      allSync,
-      runSync,
-      all: async (sql, params) => guard(() => allSync(sql, params)),
-      run: async (sql, params) => guard(() => runSync(sql, params)),
-    };
-  }
-
-  all(sql: string, params?: unknown[]): Promise<Row[]> {
-    return this.snapshot({ sql: 'SELECT 1', params: [] }, (tx) => tx.all(sql, params));
-  }
-
-  async run(sql: string, params?: unknown[]): Promise<void> {
-    await this.serialized(async () => guard(() => this.executor(this.writer).runSync(sql, params)));
-  }
-
-  /** Schema changes run here: statements that may not run inside a transaction. */
-  execScript(sql: string): void {
-    guard(() => this.writer.exec(sql));
+  /** One request to the writer thread. */
+  private async ask(req: Omit<WriterRequest, 'id'>): Promise<WriterReply> {
+    await this.ready;
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id });
+    });
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -78,84 +95,74 @@ export class SqliteClient implements SqlClient {
     return run;
   }
 
+  all(sql: string, params?: unknown[]): Promise<Row[]> {
+    return this.snapshot({ sql: 'SELECT 1', params: [] }, (tx) => tx.all(sql, params));
+  }
+
+  /** A statement on the writer, outside any transaction (schema, vacuum). */
+  run(sql: string, params?: unknown[]): Promise<void> {
+    return this.serialized(async () => void (await this.ask({ op: 'run', sql, params })));
+  }
+
   transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T> {
     return this.serialized(async () => {
-      const ex = this.executor(this.writer);
-      guard(() => this.writer.exec('BEGIN IMMEDIATE'));
+      const { rows } = await this.ask({ op: 'begin', sql: begin.sql, params: begin.params });
+      const tx: SqlExecutor = {
+        all: async (sql, params) => (await this.ask({ op: 'all', sql, params })).rows as Row[],
+        run: async (sql, params) => void (await this.ask({ op: 'run', sql, params })),
+      };
       try {
-        const [locked] = ex.allSync(begin.sql, begin.params);
-        const outcome = await fn(ex, locked);
-        // The final statements and COMMIT in one synchronous block.
-        guard(() => {
-          for (const s of outcome.commit) ex.runSync(s.sql, s.params);
-          this.writer.exec('COMMIT');
-        });
+        const outcome = await fn(tx, rows![0]);
+        await this.ask({ op: 'commit', statements: outcome.commit });
         return outcome.value;
       } catch (err) {
-        if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+        await this.ask({ op: 'rollback' }).catch(() => undefined);
         throw err;
       }
     });
   }
 
-  async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
-    if (this.closed) throw new StorageUnavailableError(new Error('database closed'));
-    const db = this.idleReaders.pop() ?? open(this.file, true);
-    const ex = this.executor(db);
-    try {
-      guard(() => db.exec('BEGIN'));
-      const [meta] = ex.allSync(begin.sql, begin.params);
-      return await fn(ex, meta);
-    } finally {
-      if (db.inTransaction) db.exec('COMMIT');
-      if (!this.closed && this.idleReaders.length < MAX_IDLE_READERS) this.idleReaders.push(db);
-      else this.closeDb(db);
-    }
+  private reader(): Reader {
+    const idle = this.idleReaders.pop();
+    if (idle) return idle;
+    const db = guard(() => new Database(this.file, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS }));
+    db.defaultSafeIntegers(true);
+    return { db, begin: db.prepare('BEGIN'), commit: db.prepare('COMMIT'), statements: new Map() };
   }
 
-  private closeDb(db: Db): void {
-    this.statements.delete(db);
-    db.close();
+  async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
+    if (this.closed) throw new StorageUnavailableError(new Error('database closed'));
+    await this.ready;
+    const r = this.reader();
+    const allSync = (sql: string, params: unknown[] = []) =>
+      guard(() => {
+        let st = r.statements.get(sql);
+        if (!st) r.statements.set(sql, (st = r.db.prepare(sql)));
+        return fromSqlite(st.all(...params.map(toSqlite)) as Row[]);
+      });
+    const tx: SqlExecutor = {
+      all: async (sql, params) => allSync(sql, params),
+      run: async () => {
+        throw new Error('a read snapshot cannot write');
+      },
+    };
+    try {
+      guard(() => r.begin.run());
+      const [meta] = allSync(begin.sql, begin.params);
+      return await fn(tx, meta);
+    } finally {
+      if (r.db.inTransaction) r.commit.run();
+      if (!this.closed && this.idleReaders.length < MAX_IDLE_READERS) this.idleReaders.push(r);
+      else r.db.close();
+    }
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     await this.writeTail;
-    for (const db of this.idleReaders.splice(0)) this.closeDb(db);
-    this.closeDb(this.writer);
-  }
-}
-
-function open(file: string, readonly: boolean): Db {
-  const db = new Database(file, { readonly, fileMustExist: readonly, timeout: BUSY_TIMEOUT_MS });
-  db.defaultSafeIntegers(true);
-  return db;
-}
-
-/** Parameters: booleans as 0/1; everything else as it is. */
-function toSqlite(v: unknown): unknown {
-  if (typeof v === 'boolean') return v ? 1 : 0;
-  return v;
-}
-
-/** Integers come back as BigInt (exact for int64 lease ids); numbers are made of those that fit. */
-function fromSqlite(rows: Row[]): Row[] {
-  for (const row of rows) {
-    for (const k of Object.keys(row)) {
-      const v = row[k];
-      if (typeof v === 'bigint') row[k] = v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v.toString();
-    }
-  }
-  return rows;
-}
-
-function guard<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    const code = (err as { code?: string }).code ?? '';
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') throw new RetryableError(code);
-    if (/^SQLITE_(IOERR|CANTOPEN|FULL|CORRUPT|NOTADB|READONLY)/.test(code)) throw new StorageUnavailableError(err);
-    throw err;
+    for (const r of this.idleReaders.splice(0)) r.db.close();
+    await this.ask({ op: 'close' }).catch(() => undefined);
+    await this.worker.terminate();
   }
 }

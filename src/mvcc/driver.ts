@@ -99,8 +99,12 @@ export interface Driver {
   /** Connect, migrate the schema, load the meta. Throws a clear error when it cannot. */
   open(): Promise<void>;
   close(): Promise<void>;
-  /** Run fn against one consistent snapshot. */
-  read<T>(fn: (view: ReadView) => Promise<T>): Promise<T>;
+  /**
+   * Run fn against one consistent snapshot. By default the snapshot includes
+   * every write committed before the call (linearizable); `serializable`
+   * allows a slightly older one, as etcd's serializable reads.
+   */
+  read<T>(fn: (view: ReadView) => Promise<T>, opts?: { serializable?: boolean }): Promise<T>;
   /**
    * Run fn in an exclusive write transaction and commit when it returns; roll
    * back when it throws. A driver may run fn again after a transient conflict,
@@ -122,6 +126,8 @@ export interface Driver {
    */
   compact(revision: number): Promise<void>;
   stats(): Promise<DriverStats>;
+  /** The committed revision and compact revision, as cheaply as the store can tell them. */
+  revisions?(): Promise<{ revision: number; compactRevision: number }>;
   /** Give unused space back to the system (etcd's Defragment). */
   defragment?(): Promise<void>;
 }

@@ -79,7 +79,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
 
   async range(r: RangeRequest): Promise<RangeResponse> {
     checkRange(r);
-    return this.driver.read((view) => executeRange(view, r));
+    return this.driver.read((view) => executeRange(view, r), { serializable: r.serializable });
   }
 
   private get maxKeyBytes(): number {

@@ -61,7 +61,7 @@ export class EtcdAdapterServer {
 
   private async open(): Promise<void> {
     const { config } = this;
-    const driver = createDriver(config.backend, { dataDir: config.dataDir });
+    const driver = createDriver(config.backend, { dataDir: config.dataDir, readCacheBytes: config.readCacheBytes, log });
     await driver.open();
     const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps }));
     await store.open();

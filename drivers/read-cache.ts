@@ -1,0 +1,220 @@
+// A read cache around a SQL driver: the current view of every key, in memory,
+// kept up to date from the revision log. Reads at the latest revision are
+// answered from it without a query per request; everything else (writes,
+// history, the log itself) goes to the database.
+//
+// Freshness (linearizable reads, as etcd's ReadIndex): a read first learns
+// the database's revision with one query that is shared by every read arriving
+// while it runs (a read only joins a query that starts after it arrived), then
+// waits until the cache has applied that revision, then reads. Serializable
+// reads skip the query and may be as old as the last poll, as with etcd.
+//
+// The cache applies whatever contiguous stretch of the log anyone reads
+// through this driver (the watch hub's tail, normally) and pulls the log
+// itself when a read finds it behind. Above its memory budget it turns itself
+// off and every read goes to the database.
+import type BTree from 'sorted-btree';
+import type { Driver, DriverStats, KvRef, LogRead, ReadView, WriteTxn } from '../src/mvcc/driver';
+import { keyString, type KeyRange } from '../src/mvcc/key-range';
+import { EMPTY, type KeyValue } from '../src/mvcc/kv';
+import { ErrCompacted } from '../src/errors';
+import { newTree, rangeLive } from './memory/btree-range';
+
+const KV_OVERHEAD = 120;
+const PULL_REVISIONS = 1000;
+
+interface Revisions {
+  revision: number;
+  compactRevision: number;
+}
+
+export class ReadCachedDriver implements Driver {
+  private tree: BTree<string, KeyValue> = newTree();
+  /** The cache holds the current view as of this revision (0: not loaded). */
+  private revision = 0;
+  private bytes = 0;
+  private enabled = false;
+  private indexInFlight: Promise<Revisions> | null = null;
+  private indexQueued: Promise<Revisions> | null = null;
+  private pulling: Promise<void> | null = null;
+
+  constructor(
+    private readonly inner: Driver,
+    /** Memory budget; above it the cache turns itself off. */
+    private readonly maxBytes: number,
+    private readonly log: (msg: string) => void = () => undefined,
+  ) {}
+
+  get kind(): string {
+    return this.inner.kind;
+  }
+  get clusterId(): string | undefined {
+    return this.inner.clusterId;
+  }
+  get maxKeyBytes(): number | undefined {
+    return this.inner.maxKeyBytes;
+  }
+  /** Whether reads are being answered from memory. */
+  get active(): boolean {
+    return this.enabled;
+  }
+
+  async open(): Promise<void> {
+    await this.inner.open();
+    if (this.maxBytes > 0) await this.load();
+  }
+
+  close(): Promise<void> {
+    this.enabled = false;
+    return this.inner.close();
+  }
+
+  /** Loads the whole current view from one snapshot. */
+  private async load(): Promise<void> {
+    const tree: BTree<string, KeyValue> = newTree();
+    let bytes = 0;
+    const revision = await this.inner.read(async (view) => {
+      const { kvs } = await view.range({ key: Buffer.from([0]), end: EMPTY, revision: view.revision, limit: 0, countOnly: false, keysOnly: false });
+      for (const kv of kvs) {
+        tree.set(keyString(kv.key), kv);
+        bytes += kv.key.length + kv.value.length + KV_OVERHEAD;
+      }
+      return view.revision;
+    });
+    if (bytes > this.maxBytes) {
+      this.disable(`the current view (${bytes} bytes) is over the read cache budget (${this.maxBytes})`);
+      return;
+    }
+    this.tree = tree;
+    this.bytes = bytes;
+    this.revision = revision;
+    this.enabled = true;
+  }
+
+  private disable(why: string): void {
+    if (this.enabled) this.log(`read cache off: ${why}; reads go to the database`);
+    this.enabled = false;
+    this.tree = newTree();
+    this.bytes = 0;
+  }
+
+  /** The database's revisions, from a query that started after this call. */
+  private readIndex(): Promise<Revisions> {
+    if (!this.indexInFlight) return this.startIndex();
+    this.indexQueued ??= this.indexInFlight
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        this.indexQueued = null;
+        return this.startIndex();
+      });
+    return this.indexQueued;
+  }
+
+  private startIndex(): Promise<Revisions> {
+    const p = this.inner.revisions ? this.inner.revisions() : this.inner.read(async (v) => ({ revision: v.revision, compactRevision: v.compactRevision }));
+    this.indexInFlight = p;
+    p.then(
+      () => undefined,
+      () => undefined,
+    ).then(() => {
+      if (this.indexInFlight === p) this.indexInFlight = null;
+    });
+    return p;
+  }
+
+  /** Resolves once the cache has applied `revision` (or has been turned off); rejects if the log cannot be read. */
+  private async caughtUp(revision: number): Promise<void> {
+    while (this.enabled && this.revision < revision) await this.pull();
+  }
+
+  /** One read of the log from where the cache is, shared by every read waiting; readLog applies it. */
+  private pull(): Promise<void> {
+    this.pulling ??= this.readLog(this.revision, PULL_REVISIONS).then(
+      () => {
+        this.pulling = null;
+      },
+      (err) => {
+        this.pulling = null;
+        throw err;
+      },
+    );
+    return this.pulling;
+  }
+
+  async read<T>(fn: (view: ReadView) => Promise<T>, opts?: { serializable?: boolean }): Promise<T> {
+    if (!this.enabled) return this.inner.read(fn);
+    let compactRevision: number;
+    if (opts?.serializable) {
+      compactRevision = -1;
+    } else {
+      const db = await this.readIndex();
+      await this.caughtUp(db.revision);
+      compactRevision = db.compactRevision;
+    }
+    if (!this.enabled) return this.inner.read(fn);
+    const revision = this.revision;
+    const view: ReadView = {
+      revision,
+      compactRevision,
+      range: async (q) => {
+        if (q.revision >= revision && this.revision === revision && this.enabled) return rangeLive(this.tree, q);
+        // History (or the cache moved on): the database, which checks compaction itself.
+        return this.inner.read(async (v) => {
+          if (q.revision < v.compactRevision) throw ErrCompacted;
+          return v.range(q);
+        });
+      },
+    };
+    return fn(view);
+  }
+
+  write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    return this.inner.write(fn);
+  }
+
+  async readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead> {
+    const log = await this.inner.readLog(after, maxRevisions, range);
+    if (!range && this.enabled) this.apply(after, log);
+    return log;
+  }
+
+  /** Applies a stretch of the log that starts at or before the cache's revision. */
+  private apply(after: number, log: LogRead): void {
+    if (after > this.revision || log.through <= this.revision) return;
+    if (this.revision < log.compactRevision) {
+      // Revisions the cache never saw were compacted away: start again from a snapshot.
+      this.enabled = false;
+      void this.load().catch((err) => this.disable(`reload failed: ${(err as Error).message}`));
+      return;
+    }
+    for (const e of log.entries) {
+      if (e.kv.mod_revision <= this.revision) continue;
+      const ks = keyString(e.kv.key);
+      const old = this.tree.get(ks);
+      if (old) this.bytes -= old.key.length + old.value.length + KV_OVERHEAD;
+      if (e.deleted) this.tree.delete(ks);
+      else {
+        this.tree.set(ks, e.kv);
+        this.bytes += e.kv.key.length + e.kv.value.length + KV_OVERHEAD;
+      }
+    }
+    this.revision = log.through;
+    if (this.bytes > this.maxBytes) this.disable(`the current view grew over the read cache budget (${this.maxBytes} bytes)`);
+  }
+
+  getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {
+    return this.inner.getVersions(refs);
+  }
+  compact(revision: number): Promise<void> {
+    return this.inner.compact(revision);
+  }
+  stats(): Promise<DriverStats> {
+    return this.inner.stats();
+  }
+  async defragment(): Promise<void> {
+    await this.inner.defragment?.();
+  }
+}
