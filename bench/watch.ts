@@ -19,21 +19,24 @@ export interface FanoutResult {
   expected: number;
 }
 
-/** W watchers on one prefix over S streams (spread over 2 threads); puts at `rate` per second. */
-export async function fanout(server: BenchServer, watchers: number, streams: number, rate: number, seconds: number): Promise<FanoutResult> {
+/**
+ * W watchers on one prefix over S streams (spread over 2 threads) on `server`;
+ * puts at `rate` per second sent to `writeTo` (another instance, for
+ * cross-instance latency; by default the same server).
+ */
+export async function fanout(server: BenchServer, watchers: number, streams: number, rate: number, seconds: number, writeTo: BenchServer = server): Promise<FanoutResult> {
   const prefix = `wb${watchers}/`;
   const warmupMs = 1000;
   const measureFrom = now() + warmupMs;
-  const threads = 2;
-  const workers = Array.from({ length: threads }, (_, i) => {
+  const threads = Math.min(2, streams);
+  const workers = Array.from({ length: threads }, () => {
     const spec: WatchSpec = { endpoint: server.endpoint, streams: streams / threads, perStream: watchers / streams, prefix, measureFrom };
-    void i;
     return new Worker(path.join(__dirname, 'watch-worker.js'), { workerData: spec });
   });
   await Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
 
   const pkg = grpc.loadPackageDefinition(packageDefinition) as any;
-  const kv = new pkg.etcdserverpb.KV(server.endpoint, grpc.credentials.createInsecure());
+  const kv = new pkg.etcdserverpb.KV(writeTo.endpoint, grpc.credentials.createInsecure());
   let sentMeasured = 0;
   const total = Math.round(rate * (seconds + warmupMs / 1000));
   for (let i = 0; i < total; i++) {

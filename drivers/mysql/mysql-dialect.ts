@@ -50,6 +50,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     startSnapshot: name === 'tidb' ? 'START TRANSACTION WITH CONSISTENT SNAPSHOT' : 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
     beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1 FOR UPDATE',
     beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
+    least: (a, b) => `LEAST(${a}, ${b})`,
     insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
     beginCompaction: 'SELECT compacted_to FROM etcd_compaction WHERE id = 1 FOR UPDATE',
     statsQuery: `SELECT COALESCE(SUM(data_length + index_length + data_free), 0) AS size, COALESCE(SUM(data_free), 0) AS free

@@ -35,6 +35,8 @@ export interface Dialect {
   readonly reclaim: string[];
   /** Rewrites the tables compactly (Defragment). */
   readonly defragment: string[];
+  /** The smaller of two integer expressions. */
+  least(a: string, b: string): string;
   /** Runs fn while holding a named database lock, if the database has them. */
   readonly schemaLock?: { acquire: string; release: string };
 }

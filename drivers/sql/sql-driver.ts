@@ -230,19 +230,24 @@ export class SqlDriver implements Driver {
     if (chunk.length > 0) emit(chunk);
   }
 
+  /**
+   * One statement, so one snapshot: the meta row joined with the log rows
+   * after `after` (none when nothing is new, which is what most polls find).
+   */
   async readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead> {
-    return this.client.snapshot({ sql: this.dialect.beginRead, params: [] }, async (tx, meta) => {
-      const revision = Number(meta.revision);
-      const compactRevision = Number(meta.compact_revision);
-      const through = Math.max(after, Math.min(revision, after + maxRevisions));
-      if (through <= after) return { entries: [], through, revision, compactRevision };
-      const w = range ? where(range) : null;
-      const rows = await tx.all(
-        `SELECT ${LOG_SELECT} FROM etcd_log WHERE revision > ? AND revision <= ?${w ? ` AND ${w.sql}` : ''} ORDER BY revision, sub`,
-        [after, through, ...(w?.params ?? [])],
-      );
-      return { entries: rows.map(entryFromRow), through, revision, compactRevision };
-    });
+    const w = range ? where(range, 'l.k') : null;
+    const rows = await this.client.all(
+      `SELECT m.revision AS head, m.compact_revision AS compacted, ${LOG_SELECT.split(', ').map((c) => `l.${c}`).join(', ')}
+       FROM etcd_meta m LEFT JOIN etcd_log l
+         ON l.revision > ? AND l.revision <= ${this.dialect.least('m.revision', '?')}${w ? ` AND ${w.sql}` : ''}
+       WHERE m.id = 1 ORDER BY l.revision, l.sub`,
+      [after, after + maxRevisions, ...(w?.params ?? [])],
+    );
+    const revision = Number(rows[0].head);
+    const compactRevision = Number(rows[0].compacted);
+    const through = Math.max(after, Math.min(revision, after + maxRevisions));
+    const entries = rows.filter((r) => r.revision !== null && r.revision !== undefined).map(entryFromRow);
+    return { entries, through, revision, compactRevision };
   }
 
   async getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {

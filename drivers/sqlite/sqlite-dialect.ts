@@ -12,6 +12,7 @@ export const sqliteDialect: Dialect = {
   startSnapshot: '',
   beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
+  least: (a, b) => `MIN(${a}, ${b})`,
   insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
   beginCompaction: 'SELECT compacted_to FROM etcd_compaction WHERE id = 1',
   statsQuery: `SELECT (SELECT page_count FROM pragma_page_count()) * (SELECT page_size FROM pragma_page_size()) AS size,
