@@ -14,7 +14,7 @@
 // itself when a read finds it behind. Above its memory budget it turns itself
 // off and every read goes to the database.
 import type BTree from 'sorted-btree';
-import type { Driver, DriverStats, KvRef, LogRead, ReadView, WriteTxn } from '../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, ReadView, SharedDoc, WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
 import { EMPTY, type KeyValue } from '../src/mvcc/kv';
 import { ErrCompacted } from '../src/errors';
@@ -216,5 +216,26 @@ export class ReadCachedDriver implements Driver {
   }
   async defragment(): Promise<void> {
     await this.inner.defragment?.();
+  }
+  now(): Promise<number> {
+    return this.inner.now();
+  }
+  listLeases(): Promise<LeaseRecord[]> {
+    return this.inner.listLeases();
+  }
+  getLease(id: string): Promise<LeaseRecord | null> {
+    return this.inner.getLease(id);
+  }
+  keysWithLease(id: string): Promise<Buffer[]> {
+    return this.inner.keysWithLease(id);
+  }
+  getDoc(name: string): Promise<SharedDoc | null> {
+    return this.inner.getDoc(name);
+  }
+  heartbeat(m: Omit<MemberRecord, 'heartbeatAt'>): Promise<void> {
+    return this.inner.heartbeat(m);
+  }
+  members(withinMs: number): Promise<MemberRecord[]> {
+    return this.inner.members(withinMs);
   }
 }

@@ -22,6 +22,10 @@ export interface Config {
   autoCompactionRetention: string;
   /** Memory budget of the read cache of SQL backends, bytes; 0 turns it off. */
   readCacheBytes: number;
+  /** Lifetime of auth tokens, seconds. */
+  authTokenTtl: number;
+  /** Space quota, bytes (0: etcd's default of 2 GiB). */
+  quotaBackendBytes: number;
   /** How often revision-mode auto-compaction checks (not a flag: 1 minute; embedders and tests may shorten it). */
   autoCompactionCheckMs?: number;
 }
@@ -101,6 +105,14 @@ export const FLAGS: Flag[] = [
   { name: 'key-file', key: 'keyFile', kind: 'string', def: '', help: 'Path to the client server TLS key file.' },
   { name: 'trusted-ca-file', key: 'trustedCaFile', kind: 'string', def: '', help: 'Path to the client server TLS trusted CA cert file.' },
   { name: 'client-cert-auth', key: 'clientCertAuth', kind: 'bool', def: 'false', help: 'Require client certificates signed by --trusted-ca-file.' },
+  { name: 'auth-token-ttl', key: 'authTokenTtl', kind: 'uint', def: '300', help: 'Lifetime of auth tokens, in seconds.' },
+  {
+    name: 'quota-backend-bytes',
+    key: 'quotaBackendBytes',
+    kind: 'uint',
+    def: '0',
+    help: 'Raise the NOSPACE alarm (and refuse writes that add data) when the store grows past this many bytes; 0 means 2 GiB.',
+  },
   {
     name: 'experimental-watch-progress-notify-interval',
     key: 'watchProgressNotifyInterval',

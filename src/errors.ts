@@ -88,6 +88,17 @@ function describe(err: unknown): string {
   return String(err);
 }
 
+const GO_CODE_NAMES = [
+  'OK', 'Canceled', 'Unknown', 'InvalidArgument', 'DeadlineExceeded', 'NotFound', 'AlreadyExists', 'PermissionDenied',
+  'ResourceExhausted', 'FailedPrecondition', 'Aborted', 'OutOfRange', 'Unimplemented', 'Internal', 'Unavailable', 'DataLoss', 'Unauthenticated',
+];
+
+/** An error as Go's gRPC prints it ("rpc error: code = X desc = ..."): etcd puts this text in some answers. */
+export function goStatusText(err: unknown): string {
+  const { code, details } = toStatus(err);
+  return `rpc error: code = ${GO_CODE_NAMES[code] ?? `Code(${code})`} desc = ${details}`;
+}
+
 export interface StatusLike {
   code: status;
   details: string;

@@ -20,6 +20,9 @@ const del = (key: string, rev: number, sub: number, prev: number): LogEntry => (
 const keys = (kvs: KeyValue[]) => kvs.map((x) => x.key.toString('latin1'));
 const all = { key: b('\0'), end: Buffer.alloc(0) };
 
+/** A WriteSet with nothing but what is given. */
+const set = (p: Partial<WriteSet> & { revision: number }): WriteSet => ({ entries: [], puts: [], deletes: [], leasePuts: [], leaseDeletes: [], docs: [], ...p });
+
 async function commit(d: Driver, ws: WriteSet): Promise<void> {
   await d.write(async (tx) => {
     assert.equal(tx.revision, ws.revision - 1 - (new Set(ws.entries.map((e) => e.kv.mod_revision)).size - 1));
@@ -29,14 +32,9 @@ async function commit(d: Driver, ws: WriteSet): Promise<void> {
 
 /** Revision 2: a, b, c created; 3: b updated, c deleted; 4: d created, a deleted, a re-created. */
 async function seed(d: Driver): Promise<void> {
-  await commit(d, { entries: [put(kv('a', 2), 0), put(kv('b', 2), 1), put(kv('c', 2), 2)], puts: [kv('a', 2), kv('b', 2), kv('c', 2)], deletes: [], revision: 2 });
-  await commit(d, { entries: [put(kv('b', 3, 2, 2), 0, 2), del('c', 3, 1, 2)], puts: [kv('b', 3, 2, 2)], deletes: [b('c')], revision: 3 });
-  await commit(d, {
-    entries: [put(kv('d', 4), 0), del('a', 4, 1, 2), put(kv('a', 4), 2)],
-    puts: [kv('d', 4), kv('a', 4)],
-    deletes: [],
-    revision: 4,
-  });
+  await commit(d, set({ entries: [put(kv('a', 2), 0), put(kv('b', 2), 1), put(kv('c', 2), 2)], puts: [kv('a', 2), kv('b', 2), kv('c', 2)], deletes: [], revision: 2 }));
+  await commit(d, set({ entries: [put(kv('b', 3, 2, 2), 0, 2), del('c', 3, 1, 2)], puts: [kv('b', 3, 2, 2)], deletes: [b('c')], revision: 3 }));
+  await commit(d, set({ entries: [put(kv('d', 4), 0), del('a', 4, 1, 2), put(kv('a', 4), 2)], puts: [kv('d', 4), kv('a', 4)], revision: 4 }));
 }
 
 for (const factory of driverFactories()) {
@@ -89,7 +87,7 @@ for (const factory of driverFactories()) {
       await open();
       await seed(d);
       await d.read(async (view) => {
-        await commit(d, { entries: [put(kv('e', 5), 0)], puts: [kv('e', 5)], deletes: [], revision: 5 });
+        await commit(d, set({ entries: [put(kv('e', 5), 0)], puts: [kv('e', 5)], deletes: [], revision: 5 }));
         assert.equal(view.revision, 4);
         const r = await view.range({ ...all, revision: view.revision, limit: 0, countOnly: false, keysOnly: false });
         assert.deepEqual(keys(r.kvs), ['a', 'b', 'd']);
@@ -101,7 +99,7 @@ for (const factory of driverFactories()) {
       await seed(d);
       await assert.rejects(
         d.write(async (tx) => {
-          await tx.apply({ entries: [put(kv('z', 5), 0)], puts: [kv('z', 5)], deletes: [], revision: 5 });
+          await tx.apply(set({ entries: [put(kv('z', 5), 0)], puts: [kv('z', 5)], revision: 5 }));
           throw new Error('boom');
         }),
         /boom/,
@@ -160,7 +158,7 @@ for (const factory of driverFactories()) {
     it('compaction keeps what reads at or above the compact revision need', async () => {
       await open();
       await seed(d);
-      await commit(d, { entries: [del('b', 5, 0, 3)], puts: [], deletes: [b('b')], revision: 5 });
+      await commit(d, set({ entries: [del('b', 5, 0, 3)], puts: [], deletes: [b('b')], revision: 5 }));
       await d.write(async (tx) => tx.setCompactRevision(4));
       await d.compact(4);
       await d.read(async (view) => {
@@ -185,6 +183,48 @@ for (const factory of driverFactories()) {
         const r = await view.range({ ...all, revision: 5, limit: 0, countOnly: false, keysOnly: false });
         assert.deepEqual(keys(r.kvs), ['a', 'd']);
       });
+    });
+
+    it('leases: stored with their TTL and expiry; the keys attached to each are found', async () => {
+      await open();
+      const now = await d.now();
+      assert.ok(Math.abs(now - Date.now()) < 60_000, 'the store clock is about now');
+      const l1 = { id: '7587862072817366026', ttl: 30, expiresAt: now + 30_000 };
+      const l2 = { id: '-5', ttl: 2, expiresAt: now + 2_000 };
+      const withLease = (key: string, rev: number, lease: string) => kv(key, rev, rev, 1, `${key}@${rev}`, lease);
+      await commit(d, set({ entries: [put(withLease('a', 2, l1.id), 0), put(withLease('b', 2, l1.id), 1), put(withLease('c', 2, l2.id), 2)], puts: [withLease('a', 2, l1.id), withLease('b', 2, l1.id), withLease('c', 2, l2.id)], revision: 2, leasePuts: [l1, l2] }));
+      assert.deepEqual(await d.getLease(l1.id), l1);
+      assert.deepEqual((await d.listLeases()).sort((x, y) => x.ttl - y.ttl), [l2, l1]);
+      assert.deepEqual((await d.keysWithLease(l1.id)).map(String), ['a', 'b']);
+      // b moves to l2, a is deleted: the index follows
+      await commit(d, set({ entries: [put(withLease('b', 3, l2.id), 0, 2), del('a', 3, 1, 2)], puts: [withLease('b', 3, l2.id)], deletes: [b('a')], revision: 3, leasePuts: [{ ...l1, expiresAt: now + 60_000 }] }));
+      assert.deepEqual((await d.keysWithLease(l1.id)).map(String), []);
+      assert.deepEqual((await d.keysWithLease(l2.id)).map(String), ['b', 'c']);
+      await d.write(async (tx) => {
+        assert.equal((await tx.getLease(l1.id))!.expiresAt, now + 60_000);
+        assert.deepEqual((await tx.keysWithLease(l2.id)).map((x) => x.key.toString()), ['b', 'c']);
+        assert.ok(Math.abs((await tx.now()) - Date.now()) < 60_000);
+        await tx.apply(set({ revision: 3, leaseDeletes: [l1.id] }));
+      });
+      assert.equal(await d.getLease(l1.id), null);
+      assert.equal((await d.readLog(0, 100)).revision, 3, 'lease changes alone do not make a revision');
+    });
+
+    it('shared documents and members', async () => {
+      await open();
+      assert.equal(await d.getDoc('auth'), null);
+      await d.write(async (tx) => tx.apply(set({ revision: 1, docs: [{ name: 'auth', doc: { version: 1, value: { enabled: true, users: { root: {} } } } }] })));
+      assert.deepEqual(await d.getDoc('auth'), { version: 1, value: { enabled: true, users: { root: {} } } });
+      await d.write(async (tx) => {
+        assert.equal((await tx.getDoc('auth'))!.version, 1);
+        await tx.apply(set({ revision: 1, docs: [{ name: 'auth', doc: { version: 2, value: { enabled: false } } }] }));
+      });
+      assert.deepEqual(await d.getDoc('auth'), { version: 2, value: { enabled: false } });
+      await d.heartbeat({ id: '42', name: 'one', clientUrls: ['http://127.0.0.1:2379'] });
+      await d.heartbeat({ id: '43', name: 'two', clientUrls: ['http://127.0.0.1:2380'] });
+      await d.heartbeat({ id: '42', name: 'one', clientUrls: ['http://127.0.0.1:2379'] });
+      const members = await d.members(60_000);
+      assert.deepEqual(members.map((m) => [m.id, m.name, m.clientUrls]).sort(), [['42', 'one', ['http://127.0.0.1:2379']], ['43', 'two', ['http://127.0.0.1:2380']]]);
     });
 
     it('stats report a size that grows with data', async () => {

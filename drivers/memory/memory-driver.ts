@@ -9,7 +9,7 @@
 // mutated after they are stored. All work happens synchronously inside one
 // call, so a reader never sees half of a commit.
 import type BTree from 'sorted-btree';
-import type { Driver, DriverStats, KvRef, LogRead, RangeQuery, RangeResult, ReadView, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyValue, LogEntry } from '../../src/mvcc/kv';
 import { ErrCompacted } from '../../src/errors';
 import { keyString, rangeContains, type KeyRange } from '../../src/mvcc/key-range';
@@ -32,6 +32,11 @@ export class MemoryDriver implements Driver {
   private readonly compactable = new Set<string>();
   private revision = 1;
   private compactRevision = -1;
+  private readonly leases = new Map<string, LeaseRecord>();
+  /** lease id -> keys attached to it (latin-1 strings) */
+  private readonly leaseKeys = new Map<string, Set<string>>();
+  private readonly docs = new Map<string, SharedDoc>();
+  private readonly memberRows = new Map<string, MemberRecord>();
   private bytes = 0;
   /** Serialises write transactions (the batcher and compaction both write). */
   private writeTail: Promise<unknown> = Promise.resolve();
@@ -58,6 +63,10 @@ export class MemoryDriver implements Driver {
       compactRevision: view.compactRevision,
       range: (q) => view.range(q),
       getMany: async (keys) => keys.map((k) => this.current.get(keyString(k)) ?? null),
+      now: async () => Date.now(),
+      getLease: async (id) => this.leases.get(id) ?? null,
+      keysWithLease: async (id) => this.attached(id),
+      getDoc: async (name) => this.docs.get(name) ?? null,
       apply: async (ws) => {
         staged.push(ws);
       },
@@ -89,9 +98,38 @@ export class MemoryDriver implements Driver {
       }
       this.bytes += e.kv.key.length + e.kv.value.length + ENTRY_OVERHEAD;
     }
-    for (const kv of ws.puts) this.current.set(keyString(kv.key), kv);
-    for (const k of ws.deletes) this.current.delete(keyString(k));
-    this.revision = ws.revision;
+    for (const kv of ws.puts) {
+      const ks = keyString(kv.key);
+      this.detach(ks);
+      this.current.set(ks, kv);
+      if (kv.lease !== '0') {
+        let keys = this.leaseKeys.get(kv.lease);
+        if (!keys) this.leaseKeys.set(kv.lease, (keys = new Set()));
+        keys.add(ks);
+      }
+    }
+    for (const k of ws.deletes) {
+      const ks = keyString(k);
+      this.detach(ks);
+      this.current.delete(ks);
+    }
+    for (const l of ws.leasePuts) this.leases.set(l.id, l);
+    for (const id of ws.leaseDeletes) this.leases.delete(id);
+    for (const d of ws.docs) this.docs.set(d.name, d.doc);
+    this.revision = Math.max(this.revision, ws.revision);
+  }
+
+  /** Forget which lease a key was attached to (before it changes). */
+  private detach(ks: string): void {
+    const old = this.current.get(ks);
+    if (!old || old.lease === '0') return;
+    const keys = this.leaseKeys.get(old.lease);
+    keys?.delete(ks);
+    if (keys?.size === 0) this.leaseKeys.delete(old.lease);
+  }
+
+  private attached(id: string): KeyValue[] {
+    return [...(this.leaseKeys.get(id) ?? [])].sort().map((ks) => this.current.get(ks)!);
   }
 
   /** A snapshot pinned at the current revision; later commits make it read history. */
@@ -186,5 +224,28 @@ export class MemoryDriver implements Driver {
 
   async stats(): Promise<DriverStats> {
     return { dbSize: this.bytes, dbSizeInUse: this.bytes };
+  }
+
+  async now(): Promise<number> {
+    return Date.now();
+  }
+  async listLeases(): Promise<LeaseRecord[]> {
+    return [...this.leases.values()];
+  }
+  async getLease(id: string): Promise<LeaseRecord | null> {
+    return this.leases.get(id) ?? null;
+  }
+  async keysWithLease(id: string): Promise<Buffer[]> {
+    return this.attached(id).map((kv) => kv.key);
+  }
+  async getDoc(name: string): Promise<SharedDoc | null> {
+    return this.docs.get(name) ?? null;
+  }
+  async heartbeat(member: Omit<MemberRecord, 'heartbeatAt'>): Promise<void> {
+    this.memberRows.set(member.id, { ...member, heartbeatAt: Date.now() });
+  }
+  async members(withinMs: number): Promise<MemberRecord[]> {
+    const now = Date.now();
+    return [...this.memberRows.values()].filter((m) => now - m.heartbeatAt <= withinMs);
   }
 }

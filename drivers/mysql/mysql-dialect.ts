@@ -35,6 +35,12 @@ const ddl = (engine: string): string[] => [
   'INSERT IGNORE INTO etcd_compaction (id, compacted_to) VALUES (1, 0)',
 ];
 
+const leasesAndShared = (engine: string): string[] => [
+  `CREATE TABLE IF NOT EXISTS etcd_leases (id BIGINT NOT NULL PRIMARY KEY, ttl BIGINT NOT NULL, expires_at BIGINT NOT NULL)${engine}`,
+  `CREATE TABLE IF NOT EXISTS etcd_docs (name VARCHAR(64) NOT NULL PRIMARY KEY, version BIGINT NOT NULL, value LONGBLOB NOT NULL)${engine}`,
+  `CREATE TABLE IF NOT EXISTS etcd_members (id VARCHAR(24) NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, client_urls TEXT NOT NULL, heartbeat_at BIGINT NOT NULL)${engine}`,
+];
+
 function dialect(name: 'mysql' | 'tidb'): Dialect {
   return {
     name,
@@ -58,11 +64,11 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     reclaim: [],
     defragment: name === 'tidb' ? [] : ['OPTIMIZE TABLE etcd_log, etcd_kv'],
     schemaLock: { acquire: "SELECT GET_LOCK('etcd_adapter_schema', 60) AS got", release: "SELECT RELEASE_LOCK('etcd_adapter_schema') AS released" },
-    upsertKv: (values) =>
-      `INSERT INTO etcd_kv (k, v, create_revision, mod_revision, version, lease) VALUES ${values}
-       ON DUPLICATE KEY UPDATE v = VALUES(v), create_revision = VALUES(create_revision),
-         mod_revision = VALUES(mod_revision), version = VALUES(version), lease = VALUES(lease)`,
-    migrations: [ddl(name === 'tidb' ? '' : ' ENGINE=InnoDB')],
+    upsert: (table, columns, key, values) =>
+      `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
+       ON DUPLICATE KEY UPDATE ${columns.filter((c) => c !== key).map((c) => `${c} = VALUES(${c})`).join(', ')}`,
+    nowMs: 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)',
+    migrations: [ddl(name === 'tidb' ? '' : ' ENGINE=InnoDB'), leasesAndShared(name === 'tidb' ? '' : ' ENGINE=InnoDB')],
   };
 }
 

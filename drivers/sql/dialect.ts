@@ -21,8 +21,10 @@ export interface Dialect {
   readonly beginWrite: string;
   /** Opens a read snapshot and returns the meta row (empty for SQLite, which pins a revision instead). */
   readonly beginRead: string;
-  /** `INSERT ... ` for the current view that replaces an existing key, given the VALUES list. */
-  upsertKv(values: string): string;
+  /** An INSERT of `values` into `table` that replaces rows whose primary key (`key`) exists. */
+  upsert(table: string, columns: string[], key: string, values: string): string;
+  /** The database's clock, ms since the epoch, as an expression. */
+  readonly nowMs: string;
   /** Column type names in CREATE TABLE (documentation only). */
   readonly description: string;
   /** Creates the meta row unless it exists: the store starts at revision 1, never compacted. */

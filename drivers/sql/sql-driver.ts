@@ -14,7 +14,7 @@
 // is therefore revision order, and a snapshot that sees revision N sees every
 // revision up to N: the log has no gaps to wait for.
 import { randomBytes } from 'node:crypto';
-import type { Driver, DriverStats, KvRef, LogRead, RangeQuery, RangeResult, ReadView, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
 import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
@@ -41,6 +41,10 @@ function kvFromRow(row: Row): KeyValue {
     version: Number(row.version),
     lease: String(row.lease),
   };
+}
+
+function leaseFromRow(row: Row): LeaseRecord {
+  return { id: String(row.id), ttl: Number(row.ttl), expiresAt: Number(row.expires_at) };
 }
 
 function entryFromRow(row: Row): LogEntry {
@@ -162,6 +166,10 @@ export class SqlDriver implements Driver {
           const txn: WriteTxn = {
             ...view,
             getMany: (keys) => this.getMany(tx, keys),
+            now: () => this.nowOn(tx),
+            getLease: (id) => this.leaseOn(tx, id),
+            keysWithLease: async (id) => (await tx.all(`SELECT ${KV_SELECT} FROM etcd_kv WHERE lease = ? ORDER BY k`, [id])).map(kvFromRow),
+            getDoc: (name) => this.docOn(tx, name),
             apply: async (ws) => void staged.push(ws),
             setCompactRevision: async (rev) => void (compactTo = rev),
           };
@@ -191,8 +199,20 @@ export class SqlDriver implements Driver {
     const logRows: unknown[][] = [];
     const kvRows: unknown[][] = [];
     const deletes: Buffer[] = [];
+    const leasePuts = new Map<string, LeaseRecord>();
+    const leaseDeletes = new Set<string>();
+    const docs = new Map<string, SharedDoc>();
     let revision = 0;
     for (const ws of staged) {
+      for (const l of ws.leasePuts) {
+        leasePuts.set(l.id, l);
+        leaseDeletes.delete(l.id);
+      }
+      for (const id of ws.leaseDeletes) {
+        leasePuts.delete(id);
+        leaseDeletes.add(id);
+      }
+      for (const d of ws.docs) docs.set(d.name, d.doc);
       for (const e of ws.entries) {
         const kv = e.kv;
         logRows.push([kv.mod_revision, e.sub, kv.key, kv.value, kv.create_revision, kv.version, kv.lease, e.deleted ? 1 : 0, e.prev_revision]);
@@ -202,7 +222,18 @@ export class SqlDriver implements Driver {
       revision = Math.max(revision, ws.revision);
     }
     this.chunked(logRows, 9, (rows) => out.push({ sql: `INSERT INTO etcd_log (${LOG_COLUMNS}) VALUES ${placeholders(9, rows.length)}`, params: rows.flat() }));
-    this.chunked(kvRows, 6, (rows) => out.push({ sql: this.dialect.upsertKv(placeholders(6, rows.length)), params: rows.flat() }));
+    const kvColumns = ['k', 'v', 'create_revision', 'mod_revision', 'version', 'lease'];
+    this.chunked(kvRows, 6, (rows) => out.push({ sql: this.dialect.upsert('etcd_kv', kvColumns, 'k', placeholders(6, rows.length)), params: rows.flat() }));
+    const leaseRows = [...leasePuts.values()].map((l) => [l.id, l.ttl, l.expiresAt]);
+    this.chunked(leaseRows, 3, (rows) => out.push({ sql: this.dialect.upsert('etcd_leases', ['id', 'ttl', 'expires_at'], 'id', placeholders(3, rows.length)), params: rows.flat() }));
+    this.chunked(
+      [...leaseDeletes].map((id) => [id]),
+      1,
+      (rows) => out.push({ sql: `DELETE FROM etcd_leases WHERE id IN (${rows.map(() => '?').join(', ')})`, params: rows.flat() }),
+    );
+    for (const [name, doc] of docs) {
+      out.push({ sql: this.dialect.upsert('etcd_docs', ['name', 'version', 'value'], 'name', '(?, ?, ?)'), params: [name, doc.version, Buffer.from(JSON.stringify(doc.value))] });
+    }
     this.chunked(
       deletes.map((k) => [k]),
       1,
@@ -309,6 +340,51 @@ export class SqlDriver implements Driver {
       commit.push({ sql: 'UPDATE etcd_compaction SET compacted_to = ? WHERE id = 1', params: [to] });
       return { value: to >= revision, commit };
     });
+  }
+
+  private async nowOn(ex: SqlExecutor): Promise<number> {
+    const [row] = await ex.all(`SELECT ${this.dialect.nowMs} AS now`);
+    return Number(row.now);
+  }
+
+  private async leaseOn(ex: SqlExecutor, id: string): Promise<LeaseRecord | null> {
+    const [row] = await ex.all('SELECT id, ttl, expires_at FROM etcd_leases WHERE id = ?', [id]);
+    return row ? leaseFromRow(row) : null;
+  }
+
+  private async docOn(ex: SqlExecutor, name: string): Promise<SharedDoc | null> {
+    const [row] = await ex.all('SELECT version, value FROM etcd_docs WHERE name = ?', [name]);
+    return row ? { version: Number(row.version), value: JSON.parse((row.value as Buffer).toString()) } : null;
+  }
+
+  now(): Promise<number> {
+    return this.nowOn(this.client);
+  }
+
+  async listLeases(): Promise<LeaseRecord[]> {
+    return (await this.client.all('SELECT id, ttl, expires_at FROM etcd_leases ORDER BY id')).map(leaseFromRow);
+  }
+
+  getLease(id: string): Promise<LeaseRecord | null> {
+    return this.leaseOn(this.client, id);
+  }
+
+  async keysWithLease(id: string): Promise<Buffer[]> {
+    return (await this.client.all('SELECT k FROM etcd_kv WHERE lease = ? ORDER BY k', [id])).map((r) => r.k as Buffer);
+  }
+
+  getDoc(name: string): Promise<SharedDoc | null> {
+    return this.docOn(this.client, name);
+  }
+
+  async heartbeat(m: Omit<MemberRecord, 'heartbeatAt'>): Promise<void> {
+    const sql = this.dialect.upsert('etcd_members', ['id', 'name', 'client_urls', 'heartbeat_at'], 'id', `(?, ?, ?, ${this.dialect.nowMs})`);
+    await this.client.run(sql, [m.id, m.name, JSON.stringify(m.clientUrls)]);
+  }
+
+  async members(withinMs: number): Promise<MemberRecord[]> {
+    const rows = await this.client.all(`SELECT id, name, client_urls, heartbeat_at FROM etcd_members WHERE heartbeat_at >= ${this.dialect.nowMs} - ? ORDER BY id`, [withinMs]);
+    return rows.map((r) => ({ id: String(r.id), name: String(r.name), clientUrls: JSON.parse(String(r.client_urls)) as string[], heartbeatAt: Number(r.heartbeat_at) }));
   }
 
   async stats(): Promise<DriverStats> {

@@ -19,10 +19,10 @@ export const sqliteDialect: Dialect = {
     (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size()) AS free`,
   reclaim: ['PRAGMA incremental_vacuum', 'PRAGMA wal_checkpoint(TRUNCATE)'],
   defragment: ['VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)'],
-  upsertKv: (values) =>
-    `INSERT INTO etcd_kv (k, v, create_revision, mod_revision, version, lease) VALUES ${values}
-     ON CONFLICT(k) DO UPDATE SET v = excluded.v, create_revision = excluded.create_revision,
-       mod_revision = excluded.mod_revision, version = excluded.version, lease = excluded.lease`,
+  upsert: (table, columns, key, values) =>
+    `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
+     ON CONFLICT(${key}) DO UPDATE SET ${columns.filter((c) => c !== key).map((c) => `${c} = excluded.${c}`).join(', ')}`,
+  nowMs: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
   migrations: [
     [
       `CREATE TABLE IF NOT EXISTS etcd_meta (
@@ -53,6 +53,11 @@ export const sqliteDialect: Dialect = {
       'CREATE INDEX IF NOT EXISTS etcd_kv_lease ON etcd_kv (lease)',
       'CREATE TABLE IF NOT EXISTS etcd_compaction (id INTEGER PRIMARY KEY, compacted_to INTEGER NOT NULL)',
       'INSERT OR IGNORE INTO etcd_compaction (id, compacted_to) VALUES (1, 0)',
+    ],
+    [
+      'CREATE TABLE IF NOT EXISTS etcd_leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, expires_at INTEGER NOT NULL)',
+      'CREATE TABLE IF NOT EXISTS etcd_docs (name TEXT PRIMARY KEY, version INTEGER NOT NULL, value BLOB NOT NULL)',
+      'CREATE TABLE IF NOT EXISTS etcd_members (id TEXT PRIMARY KEY, name TEXT NOT NULL, client_urls TEXT NOT NULL, heartbeat_at INTEGER NOT NULL)',
     ],
   ],
 };

@@ -1,18 +1,27 @@
-// The Cluster service: this instance is the one member.
+// The Cluster service: the members are the instances serving this store.
+// Each instance records a heartbeat in the store; MemberList shows those
+// heard from recently (so `etcdctl member list` shows every sidecar).
 import { unimplemented } from '../errors';
 import type { ApiContext, ServiceHandlers } from './context';
 import { RAFT_TERM, uint64 } from './identity';
 
 const MEMBERSHIP = 'membership is not managed through the etcd API: every etcd-adapter instance on the same store is a member';
+/** An instance not heard from for this long is left out of the list. */
+export const MEMBER_TIMEOUT_MS = 10_000;
 
 export function clusterService(api: ApiContext): ServiceHandlers {
-  const { identity } = api;
+  const { identity, store } = api;
   return {
     // Cluster answers carry no revision, as etcd's do.
-    MemberList: async () => ({
-      header: { cluster_id: uint64(identity.clusterId), member_id: uint64(identity.memberId), raft_term: RAFT_TERM },
-      members: [{ ID: uint64(identity.memberId), name: identity.name, peerURLs: [], clientURLs: identity.clientUrls, isLearner: false }],
-    }),
+    MemberList: async () => {
+      const live = await store.driver.members(MEMBER_TIMEOUT_MS).catch(() => []);
+      const others = live.filter((m) => m.id !== identity.memberId);
+      const members = [{ id: identity.memberId, name: identity.name, clientUrls: identity.clientUrls }, ...others];
+      return {
+        header: { cluster_id: uint64(identity.clusterId), member_id: uint64(identity.memberId), raft_term: RAFT_TERM },
+        members: members.map((m) => ({ ID: uint64(m.id), name: m.name, peerURLs: [], clientURLs: m.clientUrls, isLearner: false })),
+      };
+    },
     MemberAdd: async () => {
       throw unimplemented(`etcd-adapter: MemberAdd is not supported: ${MEMBERSHIP}`);
     },

@@ -1,9 +1,13 @@
-// The Maintenance service: enough of it for etcdctl endpoint status/health.
+// The Maintenance service: Status, Alarm, Defragment, Hash, HashKV. Snapshot
+// and MoveLeader have no meaning here and say so.
 import { unimplemented } from '../errors';
+import type { Alarms } from '../mvcc/alarms';
+import { hashKV } from '../mvcc/hash';
+import { num } from '../mvcc/requests';
 import type { ApiContext, ServiceHandlers } from './context';
 import { header, RAFT_TERM, SERVER_VERSION, uint64 } from './identity';
 
-export function maintenanceService(api: ApiContext): ServiceHandlers {
+export function maintenanceService(api: ApiContext, alarms: Alarms): ServiceHandlers {
   const { store, identity } = api;
   return {
     Status: async () => {
@@ -12,21 +16,34 @@ export function maintenanceService(api: ApiContext): ServiceHandlers {
         header: header(identity, revision),
         version: SERVER_VERSION,
         dbSize: stats.dbSize,
+        // Every instance serves reads and writes: each is its own leader.
         leader: uint64(identity.memberId),
         // No raft log: the store's revision is the closest thing to an index.
         raftIndex: revision,
         raftTerm: RAFT_TERM,
         raftAppliedIndex: revision,
-        errors: [],
+        errors: alarms.errors(),
         dbSizeInUse: stats.dbSizeInUse,
         isLearner: false,
       };
     },
     // etcd answers Alarm and Defragment without a header.
-    Alarm: async () => ({ alarms: [] }),
+    Alarm: async (req) => {
+      const list = req.action === 0 ? alarms.list() : await alarms.change(req.action, String(req.memberID), req.alarm);
+      const shown = req.action === 0 && req.memberID !== '0' ? list.filter((a) => a.memberID === String(req.memberID)) : list;
+      return { alarms: shown.map((a) => ({ memberID: uint64(a.memberID), alarm: a.alarm })) };
+    },
     Defragment: async () => {
       await store.driver.defragment?.();
       return {};
+    },
+    Hash: async () => {
+      const h = await hashKV(store.driver, 0);
+      return { header: header(identity, h.current), hash: h.hash };
+    },
+    HashKV: async (req) => {
+      const h = await hashKV(store.driver, num(req.revision));
+      return { header: header(identity, h.current), hash: h.hash, compact_revision: Math.max(0, h.compactRevision) };
     },
     MoveLeader: async () => {
       throw unimplemented('etcd-adapter: MoveLeader is not supported: every instance serves reads and writes; there is no raft leader to move');
@@ -36,3 +53,6 @@ export function maintenanceService(api: ApiContext): ServiceHandlers {
     },
   };
 }
+
+export const SNAPSHOT_UNSUPPORTED =
+  'etcd-adapter: Snapshot is not supported: the data lives in the storage backend (SQLite file, MySQL/TiDB database); back it up with that database\'s own tools';

@@ -2,6 +2,7 @@
 // (gRPC bidi stream or the gateway's HTTP stream). It keeps etcd's per-stream
 // rules - watch ids, the created/canceled answers, progress, fragments - and
 // leaves event delivery to the hub.
+import type { CallMeta } from './context';
 import { header, type Identity } from './identity';
 import { keyRange, type KeyRange } from '../mvcc/key-range';
 import type { Event } from '../mvcc/kv';
@@ -55,7 +56,7 @@ export interface WatchContext {
   /** How often watchers with progress_notify get an empty response (etcd: 10 minutes). */
   progressIntervalMs: number;
   /** Asked before a watch is created; returns a cancel reason to refuse it (auth). */
-  permit?(range: KeyRange): string | null;
+  permit?(range: KeyRange, meta: CallMeta): string | null;
   /** Measures a response for fragmenting. */
   sizeOf(res: WatchResponse): number;
 }
@@ -101,6 +102,8 @@ export class WatchSession {
   constructor(
     private readonly ctx: WatchContext,
     private readonly sink: WatchSink,
+    /** The stream's metadata (its auth token). */
+    private readonly meta: CallMeta = {},
   ) {}
 
   writable(): boolean {
@@ -135,7 +138,7 @@ export class WatchSession {
     const refuse = (reason: string) =>
       this.sink.send({ header: header(this.ctx.identity, current), watch_id: '-1', created: true, canceled: true, cancel_reason: reason });
 
-    const denied = this.ctx.permit?.(range);
+    const denied = this.ctx.permit?.(range, this.meta);
     if (denied) return void refuse(denied);
     if (range.end !== null && range.end.length > 0 && Buffer.compare(range.key, range.end) >= 0) return void refuse(ErrEmptyWatcherRange);
 

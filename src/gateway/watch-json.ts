@@ -23,11 +23,15 @@ export function watchResponseJson(res: WatchResponse): string {
 
 export function watchJson(ctx: WatchContext): StreamServer {
   return {
-    open(out) {
-      const session = new WatchSession(ctx, {
-        send: (res) => out.send(watchResponseJson(res)),
-        writable: () => out.writable(),
-      });
+    open(out, meta) {
+      const session = new WatchSession(
+        ctx,
+        {
+          send: (res) => out.send(watchResponseJson(res)),
+          writable: () => out.writable(),
+        },
+        meta,
+      );
       out.onDrain(() => session.drained());
       return {
         request: (req) => session.handle(req),

@@ -40,8 +40,41 @@ export interface ReadView {
   range(q: RangeQuery): Promise<RangeResult>;
 }
 
+/** A lease as stored: its granted TTL and its expiry on the store's clock. */
+export interface LeaseRecord {
+  /** int64 as a decimal string */
+  id: string;
+  /** granted TTL, seconds */
+  ttl: number;
+  /** milliseconds since the epoch, on the store's clock (the database's, for SQL) */
+  expiresAt: number;
+}
+
+/**
+ * A small document every instance shares (auth state, alarms), stored as
+ * JSON. `version` goes up with every change, so instances notice cheaply.
+ */
+export interface SharedDoc {
+  version: number;
+  value: unknown;
+}
+
+/** An instance serving this store, as it last said so. */
+export interface MemberRecord {
+  id: string;
+  name: string;
+  clientUrls: string[];
+  /** the store's clock, ms */
+  heartbeatAt: number;
+}
+
 /** Everything one write batch changed, computed by mvcc. */
 export interface WriteSet {
+  /** Leases created or changed (keepalive), and leases removed. */
+  leasePuts: LeaseRecord[];
+  leaseDeletes: string[];
+  /** Shared documents replaced. */
+  docs: { name: string; doc: SharedDoc }[];
   /** New log entries, ascending by (kv.mod_revision, sub). */
   entries: LogEntry[];
   /** Keys live after the batch, with their final kv. */
@@ -60,6 +93,12 @@ export interface WriteSet {
 export interface WriteTxn extends ReadView {
   /** The live kv of each key (null when absent), at `revision`. */
   getMany(keys: Buffer[]): Promise<(KeyValue | null)[]>;
+  /** The store's clock in ms (the database's, so that instances agree on lease expiry). */
+  now(): Promise<number>;
+  getLease(id: string): Promise<LeaseRecord | null>;
+  /** The live kvs attached to a lease. */
+  keysWithLease(id: string): Promise<KeyValue[]>;
+  getDoc(name: string): Promise<SharedDoc | null>;
   /** Persist a batch's changes; they commit with the transaction. */
   apply(ws: WriteSet): Promise<void>;
   /** Record a new compact revision (mvcc has checked it). */
@@ -126,6 +165,18 @@ export interface Driver {
    */
   compact(revision: number): Promise<void>;
   stats(): Promise<DriverStats>;
+  /** The store's clock in ms. */
+  now(): Promise<number>;
+  /** Every lease (for Leases and the expiry scan). */
+  listLeases(): Promise<LeaseRecord[]>;
+  getLease(id: string): Promise<LeaseRecord | null>;
+  /** The keys attached to a lease, at the latest revision. */
+  keysWithLease(id: string): Promise<Buffer[]>;
+  getDoc(name: string): Promise<SharedDoc | null>;
+  /** Record that this instance is alive (its row, its heartbeat = the store's now). */
+  heartbeat(member: Omit<MemberRecord, 'heartbeatAt'>): Promise<void>;
+  /** Instances that sent a heartbeat within `withinMs`. */
+  members(withinMs: number): Promise<MemberRecord[]>;
   /** The committed revision and compact revision, as cheaply as the store can tell them. */
   revisions?(): Promise<{ revision: number; compactRevision: number }>;
   /** Give unused space back to the system (etcd's Defragment). */

@@ -18,7 +18,7 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from './requests';
-import { applyDelete, applyPut, applyTxn, checkPutPreconditions, checkReads, checkWrites, decide, type LeaseExists } from './txn';
+import { applyDelete, applyPut, applyTxn, checkPutPreconditions, checkReads, checkWrites, decide } from './txn';
 import { checkDelete, checkDuplicates, checkKeyLength, checkPut, checkRange, checkTxn, checkTxnKeyLengths, isTxnReadOnly, writeBytes } from './validate';
 import { WriteBatcher, type WriteOp } from './write-batcher';
 
@@ -38,11 +38,6 @@ export class MvccStore extends EventEmitter<StoreEvents> {
   private readonly batcher: WriteBatcher;
   /** Physical compactions run one at a time, in order. */
   private compacting: Promise<void> = Promise.resolve();
-  /**
-   * Whether a lease exists, asked inside the write transaction. Until a
-   * lessor is attached, no lease exists (etcd's answer for an unknown id).
-   */
-  leaseExists: LeaseExists = async () => false;
   /** The newest revision this process has committed or been told of. */
   private latest = 1;
 
@@ -93,7 +88,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
       keys: [r.key],
       bytes: r.key.length + r.value.length,
       run: async (view) => {
-        await checkPutPreconditions(view, r, this.leaseExists);
+        await checkPutPreconditions(view, r);
         return applyPut(view, r);
       },
     });
@@ -124,7 +119,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
       bytes: writeBytes(r),
       run: async (view) => {
         const d = await decide(view, r);
-        await checkWrites(view, d, this.leaseExists);
+        await checkWrites(view, d);
         return applyTxn(view, d);
       },
     });

@@ -29,9 +29,6 @@ import {
 } from './requests';
 import type { WriteView } from './write-view';
 
-/** Answers whether a lease exists, inside the same transaction as the write. */
-export type LeaseExists = (id: string) => Promise<boolean>;
-
 export interface Decision {
   succeeded: boolean;
   ops: RequestOp[];
@@ -127,9 +124,9 @@ export async function checkReads(view: ReadView, d: Decision): Promise<void> {
 }
 
 /** Pre-checks of a writing txn, against the state before it. */
-export async function checkWrites(view: WriteView, d: Decision, leaseExists: LeaseExists): Promise<void> {
+export async function checkWrites(view: WriteView, d: Decision): Promise<void> {
   await forEachOp(d, async (op) => {
-    if (op.request === 'request_put') await checkPutPreconditions(view, op.request_put!, leaseExists);
+    if (op.request === 'request_put') await checkPutPreconditions(view, op.request_put!);
   });
   await checkReads(view, d);
 }
@@ -141,10 +138,10 @@ function checkRangeRevision(view: ReadView, r: RangeRequest): void {
   if (rev < view.compactRevision) throw ErrCompacted;
 }
 
-export async function checkPutPreconditions(view: WriteView, p: PutRequest, leaseExists: LeaseExists): Promise<void> {
+export async function checkPutPreconditions(view: WriteView, p: PutRequest): Promise<void> {
   if ((p.ignore_value || p.ignore_lease) && !(await view.get(p.key))) throw ErrKeyNotFound;
   const lease = leaseId(p.lease);
-  if (lease !== '0' && !(await leaseExists(lease))) throw ErrLeaseNotFound;
+  if (lease !== '0' && !(await view.leaseExists(lease))) throw ErrLeaseNotFound;
 }
 
 /** Apply the decided path. A read-only txn may run on any view. */

@@ -95,9 +95,9 @@ export class WriteBatcher {
             outcomes.push({ ok: false, value: err });
           }
         }
-        changed = view.hasChanges;
-        if (changed) await tx.apply(view.writeSet());
+        if (view.hasChanges) await tx.apply(view.writeSet());
         revision = view.revision;
+        changed = revision > tx.revision;
       });
     } catch (err) {
       // Nothing of the batch was committed; drivers report faults as StorageUnavailableError.

@@ -7,7 +7,7 @@
 // several per request. Reads merge the overlay with the driver, so a later op
 // (or a later request of the batch) sees what earlier ones wrote, exactly as
 // if each had been committed.
-import type { RangeQuery, RangeResult, ReadView, WriteSet, WriteTxn } from './driver';
+import type { LeaseRecord, RangeQuery, RangeResult, ReadView, SharedDoc, WriteSet, WriteTxn } from './driver';
 import { keyString, rangeContains } from './key-range';
 import { tombstone, type KeyValue, type LogEntry } from './kv';
 
@@ -30,8 +30,12 @@ export class WriteView implements ReadView {
   private readonly touched = new Map<string, Touched>();
   private readonly bases = new Map<string, KeyValue | null>();
   private readonly entries: LogEntry[] = [];
-  /** Keys written by the open request, newest last, for abort(). */
-  private undo: { ks: string; created: boolean }[] = [];
+  /** Leases and shared documents as the batch left them (null: deleted). */
+  private readonly leases = new Map<string, LeaseRecord | null>();
+  private readonly docs = new Map<string, SharedDoc>();
+  private clock: number | null = null;
+  /** How to take back what the open request did, newest last. */
+  private undo: (() => void)[] = [];
   private entriesMark = 0;
   /** The revision before the open request. */
   private beginRevision: number;
@@ -75,11 +79,7 @@ export class WriteView implements ReadView {
 
   /** Forget everything the open request wrote. */
   abortRequest(): void {
-    for (let i = this.undo.length - 1; i >= 0; i--) {
-      const { ks, created } = this.undo[i];
-      if (created) this.touched.delete(ks);
-      else this.touched.get(ks)!.versions.pop();
-    }
+    for (let i = this.undo.length - 1; i >= 0; i--) this.undo[i]();
     this.undo = [];
     this.entries.length = this.entriesMark;
     this.changed = false;
@@ -123,7 +123,8 @@ export class WriteView implements ReadView {
       this.touched.set(ks, t);
     }
     t.versions.push({ revision: this.writeRevision, kv: deleted ? null : kv });
-    this.undo.push({ ks, created });
+    const versions = t.versions;
+    this.undo.push(created ? () => this.touched.delete(ks) : () => versions.pop());
     this.entries.push({ kv, sub: this.sub++, deleted, prev_revision: prev ? prev.mod_revision : 0 });
     this.changed = true;
   }
@@ -157,8 +158,60 @@ export class WriteView implements ReadView {
     return { kvs, count: res.count - hidden + live };
   }
 
+  /** The store's clock, read once per batch. */
+  async now(): Promise<number> {
+    this.clock ??= await this.tx.now();
+    return this.clock;
+  }
+
+  async lease(id: string): Promise<LeaseRecord | null> {
+    return this.leases.has(id) ? this.leases.get(id)! : this.tx.getLease(id);
+  }
+
+  async leaseExists(id: string): Promise<boolean> {
+    return (await this.lease(id)) !== null;
+  }
+
+  putLease(l: LeaseRecord): void {
+    this.stage(this.leases, l.id, l);
+  }
+
+  deleteLease(id: string): void {
+    this.stage(this.leases, id, null);
+  }
+
+  async doc(name: string): Promise<SharedDoc | null> {
+    return this.docs.has(name) ? this.docs.get(name)! : this.tx.getDoc(name);
+  }
+
+  putDoc(name: string, doc: SharedDoc): void {
+    this.stage(this.docs, name, doc);
+  }
+
+  private stage<V>(map: Map<string, V>, key: string, value: V): void {
+    const had = map.has(key);
+    const before = map.get(key);
+    map.set(key, value);
+    this.undo.push(() => (had ? map.set(key, before as V) : map.delete(key)));
+  }
+
+  /** The live kvs attached to a lease now: the driver's, as this batch changed them. */
+  async keysWithLease(id: string): Promise<KeyValue[]> {
+    const out = new Map<string, KeyValue>();
+    for (const kv of await this.tx.keysWithLease(id)) {
+      const ks = keyString(kv.key);
+      if (!this.touched.has(ks)) out.set(ks, kv);
+    }
+    for (const [ks, t] of this.touched) {
+      const last = t.versions[t.versions.length - 1].kv;
+      if (last && last.lease === id) out.set(ks, last);
+    }
+    return [...out.values()].sort(byKey);
+  }
+
+  /** Whether the batch has anything to persist. */
   get hasChanges(): boolean {
-    return this.entries.length > 0;
+    return this.entries.length > 0 || this.leases.size > 0 || this.docs.size > 0;
   }
 
   /** Everything the batch changed, for the driver. */
@@ -170,7 +223,14 @@ export class WriteView implements ReadView {
       if (last) puts.push(last);
       else if (t.base) deletes.push(t.key);
     }
-    return { entries: this.entries, puts, deletes, revision: this.beginRevision };
+    const leasePuts: LeaseRecord[] = [];
+    const leaseDeletes: string[] = [];
+    for (const [id, l] of this.leases) {
+      if (l) leasePuts.push(l);
+      else leaseDeletes.push(id);
+    }
+    const docs = [...this.docs].map(([name, doc]) => ({ name, doc }));
+    return { entries: this.entries, puts, deletes, revision: this.beginRevision, leasePuts, leaseDeletes, docs };
   }
 }
 

@@ -3,7 +3,7 @@ import type * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 import { WatchSession, type WatchContext, type WatchResponse } from '../api/watch';
 import { PRE_ENCODED, protoRoot } from '../proto';
-import type { StreamHandler } from './grpc-server';
+import { callMeta, type StreamHandler } from './grpc-server';
 
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 
@@ -32,7 +32,7 @@ export function watchStream(ctx: WatchContext): StreamHandler {
         return call.write(Buffer.isBuffer(encoded) ? { [PRE_ENCODED]: encoded } : encoded);
       },
       writable: () => !call.writableNeedDrain && !call.destroyed,
-    });
+    }, callMeta(call.metadata));
     call.on('data', (req) => session.handle(req));
     call.on('drain', () => session.drained());
     // A half-closed request stream keeps the watch open, as in etcd.

@@ -5,14 +5,22 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { ApiContext, ServiceHandlers } from '../api/context';
+import { adminRules, authRules, guard, kvRules, leaseRules } from '../api/auth-guard';
+import { authService } from '../api/auth';
 import { clusterService } from '../api/cluster';
+import { leaseService } from '../api/lease';
+import { KV_COSTS, LEASE_COSTS, withQuota } from '../api/quota';
 import { memberIdentity, stableId, type Identity } from '../api/identity';
 import { kvService } from '../api/kv';
-import { maintenanceService } from '../api/maintenance';
+import { maintenanceService, SNAPSHOT_UNSUPPORTED } from '../api/maintenance';
 import type { WatchContext } from '../api/watch';
 import { parseClientUrl, retentionOf, type Config } from '../config';
 import { createGateway } from '../gateway/gateway';
+import { keepAliveJson } from '../gateway/keepalive-json';
 import { watchJson } from '../gateway/watch-json';
+import { Alarms } from '../mvcc/alarms';
+import { AuthStore } from '../mvcc/auth-store';
+import { Lessor } from '../mvcc/lessor';
 import { AutoCompactor } from '../mvcc/auto-compactor';
 import { MvccStore } from '../mvcc/store';
 import { WatchHub } from '../mvcc/watch-hub';
@@ -20,7 +28,10 @@ import { protoRoot } from '../proto';
 import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
 import { createGrpcServer } from './grpc-server';
+import { keepAliveStream } from './grpc-lease';
 import { watchStream } from './grpc-watch';
+import { goStatusText, unimplemented } from '../errors';
+import type * as grpcTypes from '@grpc/grpc-js';
 import { healthStreams, healthService } from './health';
 import { createListener, type TlsFiles } from './listener';
 
@@ -41,6 +52,10 @@ export class EtcdAdapterServer {
   private store: MvccStore | null = null;
   private hub: WatchHub | null = null;
   private compactor: AutoCompactor | null = null;
+  private lessor: Lessor | null = null;
+  private auth: AuthStore | null = null;
+  private alarms: Alarms | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
   constructor(readonly config: Config) {
@@ -72,6 +87,13 @@ export class EtcdAdapterServer {
     store.on('commit', () => hub.wake());
     this.compactor = new AutoCompactor(store, retentionOf(config), (msg) => log(msg), config.autoCompactionCheckMs);
     this.compactor.start();
+    const lessor = (this.lessor = new Lessor(store));
+    lessor.start((err) => log(`lease expiry failed: ${(err as Error).message}`));
+    const auth = (this.auth = new AuthStore(store, { tokenTtlSeconds: config.authTokenTtl, refreshMs: pollIntervalMs }));
+    await auth.open();
+    const quota = config.quotaBackendBytes > 0 ? config.quotaBackendBytes : 2 * 1024 ** 3;
+    const alarms = (this.alarms = new Alarms(store, quota, () => this.identity.memberId, 5000));
+    await alarms.open();
 
     const api: ApiContext = { store, identity: this.identity, limits: { maxRequestBytes: config.maxRequestBytes } };
     const watch: WatchContext = {
@@ -81,16 +103,37 @@ export class EtcdAdapterServer {
       fragmentBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       progressIntervalMs: config.watchProgressNotifyInterval,
       sizeOf: (res) => messageSize(WatchResponseType, res as unknown as Record<string, unknown>),
+      permit: (range, meta) => {
+        try {
+          // back to etcd's request form: no end = one key, "\0" = no upper bound
+          auth.check(auth.identify(meta.token), 'read', range.key, range.end === null ? null : range.end.length === 0 ? Buffer.from([0]) : range.end);
+          return null;
+        } catch (err) {
+          // etcd gives Go's rendering of the gRPC error as the reason
+          return goStatusText(err);
+        }
+      },
     };
     const unary: Record<string, ServiceHandlers> = {
-      'etcdserverpb.KV': kvService(api),
-      'etcdserverpb.Maintenance': maintenanceService(api),
-      'etcdserverpb.Cluster': clusterService(api),
+      'etcdserverpb.KV': guard(withQuota(kvService(api), alarms, KV_COSTS), kvRules(auth), auth),
+      'etcdserverpb.Lease': guard(withQuota(leaseService(api, lessor), alarms, LEASE_COSTS), leaseRules(auth, lessor), auth),
+      'etcdserverpb.Maintenance': guard(maintenanceService(api, alarms), adminRules(auth, ['Defragment', 'Hash', 'HashKV', 'MoveLeader', 'Downgrade']), auth),
+      'etcdserverpb.Cluster': guard(clusterService(api), adminRules(auth, ['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote']), auth),
+      'etcdserverpb.Auth': guard(authService(api, auth), authRules(auth), auth),
       'grpc.health.v1.Health': healthService(),
     };
+    const snapshot = unimplemented(SNAPSHOT_UNSUPPORTED);
 
     this.grpcServer = createGrpcServer(
-      { unary, streams: { ...healthStreams(), 'etcdserverpb.Watch/Watch': watchStream(watch) } },
+      {
+        unary,
+        streams: {
+          ...healthStreams(),
+          'etcdserverpb.Watch/Watch': watchStream(watch),
+          'etcdserverpb.Lease/LeaseKeepAlive': keepAliveStream(api, lessor),
+          'etcdserverpb.Maintenance/Snapshot': (call) => void (call as grpcTypes.ServerWritableStream<unknown, unknown>).emit('error', { code: snapshot.code, details: snapshot.message }),
+        },
+      },
       {
         'grpc.max_receive_message_length': config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
         'grpc.max_send_message_length': -1,
@@ -101,7 +144,11 @@ export class EtcdAdapterServer {
     );
     const gateway = createGateway({
       unary,
-      streams: { 'etcdserverpb.Watch/Watch': watchJson(watch) },
+      streams: {
+        'etcdserverpb.Watch/Watch': watchJson(watch),
+        'etcdserverpb.Lease/LeaseKeepAlive': keepAliveJson(api, lessor),
+        'etcdserverpb.Maintenance/Snapshot': { open: (out) => (out.fail(snapshot), { request: () => undefined, end: () => undefined, close: () => undefined }) },
+      },
       maxRequestBytes: config.maxRequestBytes,
       unhealthy: async () => {
         await store.revisions();
@@ -115,6 +162,11 @@ export class EtcdAdapterServer {
     const clusterId = driver.clusterId ?? stableId(`cluster:${driver.kind}:${config.name}`);
     Object.assign(this.identity, memberIdentity(clusterId, config.name, advertised));
     this.urls.push(...bound);
+    // Say we are alive, for the member lists of every instance on this store.
+    const beat = () => driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls }).catch(() => undefined);
+    await beat();
+    this.heartbeat = setInterval(beat, 2000);
+    this.heartbeat.unref();
   }
 
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
@@ -164,6 +216,10 @@ export class EtcdAdapterServer {
     const closed = Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
     this.hub?.stop();
     this.compactor?.stop();
+    this.lessor?.stop();
+    this.auth?.stop();
+    this.alarms?.stop();
+    if (this.heartbeat) clearInterval(this.heartbeat);
     this.grpcServer?.forceShutdown();
     this.httpServer?.closeAllConnections();
     for (const s of this.sockets) s.destroy();

@@ -1,0 +1,91 @@
+// Alarms and the space quota, as etcd: when the store grows past
+// --quota-backend-bytes, the NOSPACE alarm goes up (for every instance: the
+// alarms are a shared document) and puts, txns that put and lease grants are
+// refused with "database space exceeded" until an operator frees space and
+// disarms the alarm.
+import { ErrNoSpace } from '../errors';
+import type { MvccStore } from './store';
+
+export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
+export const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
+const DOC = 'alarms';
+const NAMES = ['NONE', 'NOSPACE', 'CORRUPT'];
+
+export interface AlarmMember {
+  memberID: string;
+  alarm: number;
+}
+
+export class Alarms {
+  private alarms: AlarmMember[] = [];
+  private version = 0;
+  /** The store's size as last measured, plus what was written since. */
+  private size = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly store: MvccStore,
+    /** etcd's --quota-backend-bytes */
+    private readonly quotaBytes: number,
+    private readonly memberId: () => string,
+    private readonly refreshMs: number,
+  ) {}
+
+  async open(): Promise<void> {
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async refresh(): Promise<void> {
+    const [doc, stats] = await Promise.all([this.store.driver.getDoc(DOC), this.store.driver.stats()]);
+    this.size = stats.dbSize;
+    if (doc && doc.version !== this.version) {
+      this.alarms = doc.value as AlarmMember[];
+      this.version = doc.version;
+    }
+  }
+
+  list(): AlarmMember[] {
+    return this.alarms;
+  }
+
+  /** "memberID:123 alarm:NOSPACE" lines, as etcd's Status errors. */
+  errors(): string[] {
+    return this.alarms.map((a) => `memberID:${a.memberID} alarm:${NAMES[a.alarm] ?? a.alarm}`);
+  }
+
+  /** Before a write that adds `bytes`: refuse if NOSPACE is up, or raise it if this would pass the quota. */
+  async admit(bytes: number): Promise<void> {
+    if (this.alarms.some((a) => a.alarm === AlarmType.NOSPACE)) throw ErrNoSpace;
+    if (this.size + bytes > this.quotaBytes) {
+      await this.change(AlarmAction.ACTIVATE, this.memberId(), AlarmType.NOSPACE);
+      throw ErrNoSpace;
+    }
+    this.size += bytes;
+  }
+
+  /** The Alarm RPC's ACTIVATE and DEACTIVATE. */
+  async change(action: number, memberID: string, alarm: number): Promise<AlarmMember[]> {
+    const { list, version } = await this.store.write({
+      run: async (view) => {
+        const doc = await view.doc(DOC);
+        let list = (doc?.value as AlarmMember[] | undefined) ?? [];
+        const has = list.some((a) => a.memberID === memberID && a.alarm === alarm);
+        if (action === AlarmAction.ACTIVATE && !has) list = [...list, { memberID, alarm }];
+        else if (action === AlarmAction.DEACTIVATE && has) list = list.filter((a) => !(a.memberID === memberID && a.alarm === alarm));
+        else return { list, version: doc?.version ?? 0 };
+        const version = (doc?.version ?? 0) + 1;
+        view.putDoc(DOC, { version, value: list });
+        return { list, version };
+      },
+    });
+    this.alarms = list;
+    this.version = version;
+    return list;
+  }
+}

@@ -1,0 +1,463 @@
+// etcd's auth, over any driver. Users, roles and the enabled flag are one
+// shared document ("auth"), changed only inside a write batch (under the same
+// lock as key writes) and read by every instance, which refreshes its copy
+// every poll interval: a change made through one instance is in force on all
+// of them within that interval.
+//
+// Passwords are stored only as salted scrypt hashes. Tokens are signed (HMAC)
+// with a key kept in the same document, so any instance accepts a token any
+// other issued; a token names the user and the user's password generation, so
+// changing the password or deleting the user invalidates its tokens.
+//
+// Authenticate is made cheap without weakening storage: after a slow scrypt
+// check succeeds, this process remembers a keyed digest (HMAC with a random
+// per-process key) of the credentials, tied to the stored hash; the same
+// credentials later match the digest instead of running scrypt again. Any
+// password change or user deletion changes or removes the stored hash, which
+// invalidates the digest. Wrong passwords always take the slow path.
+import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import {
+  ErrAuthFailed,
+  ErrAuthNotEnabled,
+  ErrInvalidAuthMgmt,
+  ErrInvalidAuthToken,
+  ErrPermissionDenied,
+  ErrPermissionNotGiven,
+  ErrPermissionNotGranted,
+  ErrRoleAlreadyExist,
+  ErrRoleEmpty,
+  ErrRoleNotFound,
+  ErrRoleNotGranted,
+  ErrRootRoleNotExist,
+  ErrRootUserNotExist,
+  ErrUserAlreadyExist,
+  ErrUserEmpty,
+  ErrUserNotFound,
+  unimplemented,
+} from '../errors';
+import type { Header } from './requests';
+import type { MvccStore } from './store';
+import type { WriteView } from './write-view';
+
+export const PermType = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
+const ROOT = 'root';
+const DOC = 'auth';
+
+interface StoredPermission {
+  permType: number;
+  /** base64 */
+  key: string;
+  /** base64; "" = one key, "AA==" ("\0") = no upper bound */
+  range_end: string;
+}
+
+interface StoredUser {
+  /** "scrypt$N$r$p$salt$hash" (base64), or "" with no_password */
+  password: string;
+  noPassword: boolean;
+  roles: string[];
+  /** changes with every password change: tokens carry it */
+  generation: string;
+}
+
+interface AuthDoc {
+  enabled: boolean;
+  revision: number;
+  users: Record<string, StoredUser>;
+  roles: Record<string, { perms: StoredPermission[] }>;
+  /** token signing key, base64 */
+  secret: string;
+}
+
+export interface AuthInfo {
+  user: string;
+  root: boolean;
+}
+
+// ------------------------------------------------------------- passwords
+
+const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 };
+
+function scryptAsync(password: string, salt: Buffer, N: number, r: number, p: number, keylen: number): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(password, salt, keylen, { N, r, p, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key))),
+  );
+}
+
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const hash = await scryptAsync(password, salt, SCRYPT.N, SCRYPT.r, SCRYPT.p, SCRYPT.keylen);
+  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const [kind, n, r, p, salt, hash] = stored.split('$');
+  if (kind !== 'scrypt') return false;
+  const want = Buffer.from(hash, 'base64');
+  const got = await scryptAsync(password, Buffer.from(salt, 'base64'), Number(n), Number(r), Number(p), want.length);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+// ------------------------------------------------------------- permissions
+
+/** [start, end); end null = no upper bound. */
+interface Interval {
+  start: Buffer;
+  end: Buffer | null;
+}
+
+function permInterval(p: StoredPermission): Interval {
+  const key = Buffer.from(p.key, 'base64');
+  const end = Buffer.from(p.range_end, 'base64');
+  if (end.length === 0) return { start: key, end: Buffer.concat([key, Buffer.from([0])]) };
+  if (end.length === 1 && end[0] === 0) return { start: key, end: null };
+  return { start: key, end };
+}
+
+/** Whether the union of the intervals covers [start, end). */
+function covers(intervals: Interval[], want: Interval): boolean {
+  let cur = want.start;
+  for (;;) {
+    if (want.end !== null && Buffer.compare(cur, want.end) >= 0) return true;
+    let best: Buffer | null | undefined;
+    for (const iv of intervals) {
+      if (Buffer.compare(iv.start, cur) > 0) continue;
+      if (iv.end === null) return true;
+      if (Buffer.compare(iv.end, cur) <= 0) continue;
+      if (best === undefined || (best !== null && Buffer.compare(iv.end, best) > 0)) best = iv.end;
+    }
+    if (best === undefined || best === null) return best === null;
+    cur = best;
+  }
+}
+
+/** The interval of a request's key and range_end, etcd's way ("\0": no upper bound). */
+export function requestInterval(key: Buffer, rangeEnd: Buffer | null | undefined): Interval {
+  if (!rangeEnd || rangeEnd.length === 0) return { start: key, end: Buffer.concat([key, Buffer.from([0])]) };
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start: key, end: null };
+  return { start: key, end: rangeEnd };
+}
+
+// ------------------------------------------------------------- the store
+
+function emptyDoc(): AuthDoc {
+  return { enabled: false, revision: 1, users: {}, roles: {}, secret: randomBytes(32).toString('base64') };
+}
+
+function b64url(b: Buffer): string {
+  return b.toString('base64url');
+}
+
+export interface AuthOptions {
+  /** Token lifetime, seconds (etcd's --auth-token-ttl). */
+  tokenTtlSeconds: number;
+  /** How often to re-read the shared document (0: only this process writes it). */
+  refreshMs: number;
+}
+
+export class AuthStore {
+  private doc: AuthDoc = emptyDoc();
+  private docVersion = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** per-user compiled permissions, for the current document */
+  private perms = new Map<string, { read: Interval[]; write: Interval[] }>();
+  /** keyed digests of credentials already verified: user -> (stored hash, digest) */
+  private readonly verified = new Map<string, { stored: string; digest: Buffer }>();
+  private readonly pepper = randomBytes(32);
+
+  constructor(
+    private readonly store: MvccStore,
+    private readonly opts: AuthOptions,
+  ) {}
+
+  async open(): Promise<void> {
+    await this.refresh();
+    if (this.opts.refreshMs > 0) {
+      this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.opts.refreshMs);
+      this.timer.unref();
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  get enabled(): boolean {
+    return this.doc.enabled;
+  }
+
+  /** Re-read the shared document if another instance changed it. */
+  async refresh(): Promise<void> {
+    const stored = await this.store.driver.getDoc(DOC);
+    if (stored && stored.version !== this.docVersion) this.adopt(stored.value as AuthDoc, stored.version);
+  }
+
+  private adopt(doc: AuthDoc, version: number): void {
+    this.doc = doc;
+    this.docVersion = version;
+    this.perms.clear();
+  }
+
+  /** Change the document inside a write batch; the change is in force here at once and elsewhere on their next refresh. */
+  private async mutate<T>(fn: (doc: AuthDoc, view: WriteView) => Promise<T> | T): Promise<T & { header: Header }> {
+    const { value, doc, version } = await this.store.write({
+      run: async (view) => {
+        const stored = await view.doc(DOC);
+        const doc: AuthDoc = stored ? structuredClone(stored.value as AuthDoc) : emptyDoc();
+        const value = await fn(doc, view);
+        doc.revision++;
+        const version = (stored?.version ?? 0) + 1;
+        view.putDoc(DOC, { version, value: doc });
+        return { value, doc, version, revision: view.revision };
+      },
+    });
+    this.adopt(doc, version);
+    const { revision } = await this.store.revisions();
+    return { ...(value as T), header: { revision } };
+  }
+
+  /** A read of the document as stored (fresh, for management answers). */
+  private async current(): Promise<AuthDoc> {
+    await this.refresh();
+    return this.doc;
+  }
+
+  // ---- management ---------------------------------------------------------
+
+  async userAdd(name: string, password: string, noPassword: boolean, hashedPassword: string) {
+    if (!name) throw ErrUserEmpty;
+    if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a salted scrypt hash');
+    const hash = noPassword ? '' : await hashPassword(password);
+    return this.mutate((doc) => {
+      if (doc.users[name]) throw ErrUserAlreadyExist;
+      doc.users[name] = { password: hash, noPassword, roles: [], generation: b64url(randomBytes(9)) };
+      return {};
+    });
+  }
+
+  async userDelete(name: string) {
+    return this.mutate((doc) => {
+      if (doc.enabled && name === ROOT) throw ErrInvalidAuthMgmt;
+      if (!doc.users[name]) throw ErrUserNotFound;
+      delete doc.users[name];
+      return {};
+    });
+  }
+
+  async userChangePassword(name: string, password: string, hashedPassword: string) {
+    if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a salted scrypt hash');
+    const hash = await hashPassword(password);
+    return this.mutate((doc) => {
+      const u = doc.users[name];
+      if (!u) throw ErrUserNotFound;
+      u.password = u.noPassword ? '' : hash;
+      u.generation = b64url(randomBytes(9));
+      return {};
+    });
+  }
+
+  async userGrantRole(user: string, role: string) {
+    return this.mutate((doc) => {
+      const u = doc.users[user];
+      if (!u) throw ErrUserNotFound;
+      if (role !== ROOT && !doc.roles[role]) throw ErrRoleNotFound;
+      if (!u.roles.includes(role)) u.roles = [...u.roles, role].sort();
+      return {};
+    });
+  }
+
+  async userRevokeRole(name: string, role: string) {
+    return this.mutate((doc) => {
+      if (doc.enabled && name === ROOT && role === ROOT) throw ErrInvalidAuthMgmt;
+      const u = doc.users[name];
+      if (!u) throw ErrUserNotFound;
+      if (!u.roles.includes(role)) throw ErrRoleNotGranted;
+      u.roles = u.roles.filter((r) => r !== role);
+      return {};
+    });
+  }
+
+  async userGet(name: string) {
+    const u = (await this.current()).users[name];
+    if (!u) throw ErrUserNotFound;
+    return { header: await this.header(), roles: u.roles };
+  }
+
+  async userList() {
+    return { header: await this.header(), users: Object.keys((await this.current()).users).sort() };
+  }
+
+  async roleAdd(name: string) {
+    if (!name) throw ErrRoleEmpty;
+    return this.mutate((doc) => {
+      if (doc.roles[name]) throw ErrRoleAlreadyExist;
+      doc.roles[name] = { perms: [] };
+      return {};
+    });
+  }
+
+  async roleDelete(role: string) {
+    return this.mutate((doc) => {
+      if (doc.enabled && role === ROOT) throw ErrInvalidAuthMgmt;
+      if (!doc.roles[role]) throw ErrRoleNotFound;
+      delete doc.roles[role];
+      for (const u of Object.values(doc.users)) u.roles = u.roles.filter((r) => r !== role);
+      return {};
+    });
+  }
+
+  async roleGet(role: string) {
+    const r = (await this.current()).roles[role];
+    if (!r) throw ErrRoleNotFound;
+    const perm = r.perms.map((p) => ({ permType: p.permType, key: Buffer.from(p.key, 'base64'), range_end: Buffer.from(p.range_end, 'base64') }));
+    // etcd shows the root role's implicit permission over everything first
+    if (role === ROOT) perm.unshift({ permType: PermType.READWRITE, key: Buffer.alloc(0), range_end: Buffer.from([0]) });
+    return { header: await this.header(), perm };
+  }
+
+  async roleList() {
+    return { header: await this.header(), roles: Object.keys((await this.current()).roles).sort() };
+  }
+
+  async roleGrantPermission(name: string, perm: { permType: number; key: Buffer; range_end: Buffer } | null) {
+    if (!perm) throw ErrPermissionNotGiven;
+    return this.mutate((doc) => {
+      const r = doc.roles[name];
+      if (!r) throw ErrRoleNotFound;
+      const key = perm.key.toString('base64');
+      const end = perm.range_end.toString('base64');
+      const same = r.perms.find((p) => p.key === key && p.range_end === end);
+      if (same) same.permType = perm.permType;
+      else {
+        r.perms.push({ permType: perm.permType, key, range_end: end });
+        r.perms.sort((a, b) => Buffer.compare(Buffer.from(a.key, 'base64'), Buffer.from(b.key, 'base64')));
+      }
+      return {};
+    });
+  }
+
+  async roleRevokePermission(role: string, key: Buffer, rangeEnd: Buffer) {
+    return this.mutate((doc) => {
+      const r = doc.roles[role];
+      if (!r) throw ErrRoleNotFound;
+      const k = key.toString('base64');
+      const e = rangeEnd.toString('base64');
+      const i = r.perms.findIndex((p) => p.key === k && p.range_end === e);
+      if (i < 0) throw ErrPermissionNotGranted;
+      r.perms.splice(i, 1);
+      return {};
+    });
+  }
+
+  async enable() {
+    return this.mutate((doc) => {
+      if (doc.enabled) return {};
+      const root = doc.users[ROOT];
+      if (!root) throw ErrRootUserNotExist;
+      if (!root.roles.includes(ROOT)) throw ErrRootRoleNotExist;
+      doc.enabled = true;
+      return {};
+    });
+  }
+
+  async disable() {
+    return this.mutate((doc) => {
+      doc.enabled = false;
+      return {};
+    });
+  }
+
+  async status() {
+    const doc = await this.current();
+    return { header: await this.header(), enabled: doc.enabled, authRevision: doc.revision };
+  }
+
+  private async header(): Promise<Header> {
+    return { revision: (await this.store.revisions()).revision };
+  }
+
+  // ---- authentication -----------------------------------------------------
+
+  private digest(name: string, password: string): Buffer {
+    return createHmac('sha256', this.pepper).update(name).update('\0').update(password).digest();
+  }
+
+  async authenticate(name: string, password: string): Promise<{ header: Header; token: string }> {
+    await this.refresh();
+    const doc = this.doc;
+    if (!doc.enabled) throw ErrAuthNotEnabled;
+    const user = doc.users[name];
+    if (!user || user.noPassword) throw ErrAuthFailed;
+    const digest = this.digest(name, password);
+    const known = this.verified.get(name);
+    const fast = known !== undefined && known.stored === user.password && timingSafeEqual(known.digest, digest);
+    if (!fast) {
+      if (!(await verifyPassword(password, user.password))) throw ErrAuthFailed;
+      this.verified.set(name, { stored: user.password, digest });
+    }
+    return { header: await this.header(), token: this.issue(name, user.generation) };
+  }
+
+  private issue(user: string, generation: string): string {
+    const payload = b64url(Buffer.from(JSON.stringify({ u: user, g: generation, e: Date.now() + this.opts.tokenTtlSeconds * 1000 })));
+    return `${payload}.${b64url(createHmac('sha256', Buffer.from(this.doc.secret, 'base64')).update(payload).digest())}`;
+  }
+
+  /**
+   * Who a request is, when auth is on: null when auth is off; throws etcd's
+   * errors for a missing or invalid token.
+   */
+  identify(token: string | undefined): AuthInfo | null {
+    const doc = this.doc;
+    if (!doc.enabled) return null;
+    if (!token) throw ErrUserEmpty;
+    const dot = token.indexOf('.');
+    if (dot < 0) throw ErrInvalidAuthToken;
+    const payload = token.slice(0, dot);
+    const mac = Buffer.from(token.slice(dot + 1), 'base64url');
+    const want = createHmac('sha256', Buffer.from(doc.secret, 'base64')).update(payload).digest();
+    if (mac.length !== want.length || !timingSafeEqual(mac, want)) throw ErrInvalidAuthToken;
+    let claims: { u: string; g: string; e: number };
+    try {
+      claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    } catch {
+      throw ErrInvalidAuthToken;
+    }
+    const user = doc.users[claims.u];
+    if (!user || user.generation !== claims.g || claims.e < Date.now()) throw ErrInvalidAuthToken;
+    return { user: claims.u, root: user.roles.includes(ROOT) };
+  }
+
+  /** Refuses unless the user may do `type` over the whole interval. */
+  check(info: AuthInfo | null, type: 'read' | 'write', key: Buffer, rangeEnd?: Buffer | null): void {
+    if (!info || info.root) return;
+    const perms = this.compiled(info.user);
+    if (!covers(type === 'read' ? perms.read : perms.write, requestInterval(key, rangeEnd))) throw ErrPermissionDenied;
+  }
+
+  /** Refuses unless the user has the root role. */
+  requireAdmin(info: AuthInfo | null): void {
+    if (info && !info.root) throw ErrPermissionDenied;
+  }
+
+  hasRole(info: AuthInfo | null, role: string): boolean {
+    return !info || info.root || (this.doc.users[info.user]?.roles.includes(role) ?? false);
+  }
+
+  private compiled(user: string): { read: Interval[]; write: Interval[] } {
+    let p = this.perms.get(user);
+    if (!p) {
+      const read: Interval[] = [];
+      const write: Interval[] = [];
+      for (const role of this.doc.users[user]?.roles ?? []) {
+        for (const perm of this.doc.roles[role]?.perms ?? []) {
+          const iv = permInterval(perm);
+          if (perm.permType !== PermType.WRITE) read.push(iv);
+          if (perm.permType !== PermType.READ) write.push(iv);
+        }
+      }
+      this.perms.set(user, (p = { read, write }));
+    }
+    return p;
+  }
+}
