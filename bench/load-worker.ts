@@ -6,7 +6,10 @@ import { packageDefinition } from '../src/proto';
 
 export interface LoadSpec {
   endpoint: string;
-  op: 'put' | 'range';
+  op: 'put' | 'range' | 'authenticate' | 'keepalive';
+  /** authenticate: the user and password; keepalive: the lease id (as user). */
+  user?: string;
+  password?: string;
   concurrency: number;
   warmupMs: number;
   durationMs: number;
@@ -35,6 +38,10 @@ function key(i: number, bytes: number): Buffer {
  * generator spends its CPU on the transport, not on protobuf.
  */
 function encodedRequests(spec: LoadSpec): Buffer[] {
+  if (spec.op === 'authenticate') {
+    const auth = packageDefinition['etcdserverpb.Auth'] as grpc.ServiceDefinition;
+    return [auth.Authenticate.requestSerialize({ name: spec.user, password: spec.password })];
+  }
   const kv = packageDefinition['etcdserverpb.KV'] as grpc.ServiceDefinition;
   const value = Buffer.alloc(spec.valueBytes, 0x61);
   let rnd = spec.seed >>> 0;
@@ -45,9 +52,27 @@ function encodedRequests(spec: LoadSpec): Buffer[] {
   });
 }
 
+/** keepalive: one bidirectional stream per request loop; a call is one request and its answer. */
+function keepAliveCaller(spec: LoadSpec): () => () => Promise<void> {
+  const pkg = grpc.loadPackageDefinition(packageDefinition) as any;
+  const lease = new pkg.etcdserverpb.Lease(spec.endpoint, grpc.credentials.createInsecure());
+  return () => {
+    const stream = lease.LeaseKeepAlive() as grpc.ClientDuplexStream<object, unknown>;
+    let waiting: (() => void) | null = null;
+    stream.on('data', () => waiting?.());
+    stream.on('error', () => undefined);
+    return () =>
+      new Promise<void>((resolve) => {
+        waiting = resolve;
+        stream.write({ ID: spec.user });
+      });
+  };
+}
+
 async function run(spec: LoadSpec): Promise<LoadResult> {
+  if (spec.op === 'keepalive') return measure(spec, keepAliveCaller(spec));
   const channel = new grpc.Channel(spec.endpoint, grpc.credentials.createInsecure(), {});
-  const path = spec.op === 'put' ? '/etcdserverpb.KV/Put' : '/etcdserverpb.KV/Range';
+  const path = { put: '/etcdserverpb.KV/Put', range: '/etcdserverpb.KV/Range', authenticate: '/etcdserverpb.Auth/Authenticate' }[spec.op];
   const requests = encodedRequests(spec);
   let i = 0;
   // The channel's own call API: the least client-side work grpc-js can do per request.
@@ -59,18 +84,24 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
         onReceiveMessage: () => {},
         onReceiveStatus: (s) => (s.code === grpc.status.OK ? resolve() : reject(new Error(s.details))),
       });
-      c.sendMessageWithContext({}, requests[i++ & 4095]);
+      c.sendMessageWithContext({}, requests[i++ % requests.length]);
       c.halfClose();
       c.startRead();
     });
-  const kv = channel;
+  const result = await measure(spec, () => call);
+  channel.close();
+  return result;
+}
 
+/** Runs `concurrency` loops, each with its own caller, and records latencies after the warm-up. */
+async function measure(spec: LoadSpec, newCaller: () => () => Promise<void>): Promise<LoadResult> {
   const latencies: number[] = [];
   let errors = 0;
   const start = performance.now();
   const measureFrom = start + spec.warmupMs;
   const end = measureFrom + spec.durationMs;
   const loop = async () => {
+    const call = newCaller();
     while (performance.now() < end) {
       const t0 = performance.now();
       try {
@@ -82,7 +113,6 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     }
   };
   await Promise.all(Array.from({ length: spec.concurrency }, loop));
-  kv.close();
   return { ops: latencies.length, errors, latencies: Float64Array.from(latencies), elapsedMs: spec.durationMs };
 }
 

@@ -23,7 +23,11 @@ export async function runLoad(spec: Omit<LoadSpec, 'concurrency' | 'seed'>, clie
       const concurrency = Math.floor(clients / n) + (i < clients % n ? 1 : 0);
       return new Promise<LoadResult>((resolve, reject) => {
         const w = new Worker(path.join(__dirname, 'load-worker.js'), { workerData: { ...spec, concurrency, seed: 7919 * (i + 1) } });
-        w.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)));
+        w.once('message', (m) => {
+          void w.terminate();
+          if (m.error) reject(new Error(m.error));
+          else resolve(m);
+        });
         w.once('error', reject);
       });
     }),

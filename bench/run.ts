@@ -5,7 +5,7 @@
 //   BENCH_ROUNDS=3         rounds per scenario, alternating which server goes
 //                          first; the round with the median throughput is shown
 //   BENCH_BACKENDS=memory,sqlite,mysql   which storage backends to measure
-//   BENCH_SUITES=kv,watch,cross          which parts
+//   BENCH_SUITES=kv,watch,cross,auth     which parts
 //   BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306   a scratch database is created there
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,9 +14,10 @@ import { kvTable } from './kv';
 import { seconds } from './compare';
 import { adapter, realEtcd, type BenchServer } from './servers';
 import { fanout, idleHttpWatches, memoryPerWatcher } from './watch';
+import { authTable } from './auth';
 import { createMysqlDatabase } from '../test/helpers/backends';
 
-const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross').split(','));
+const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth').split(','));
 const backends = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,mysql').split(',');
 if (process.env.BENCH_MYSQL_URL) process.env.TEST_MYSQL_URL = process.env.BENCH_MYSQL_URL;
 
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
   } finally {
     await etcd.stop();
   }
+  if (suites.has('auth')) console.log(`${await authTable()}\n`);
   if (suites.has('cross')) {
     const rows = [];
     for (const kind of backends.filter((k) => k !== 'memory')) rows.push(await crossInstance(kind, 100));

@@ -24,6 +24,10 @@ export interface StartOptions {
   dataDir?: string;
   /** SQL backends: memory budget of the read cache in bytes (default 256 MiB; 0 turns it off). */
   readCacheBytes?: number;
+  /** etcd's --quota-backend-bytes (default 2 GiB). */
+  quotaBackendBytes?: number;
+  /** etcd's --auth-token-ttl, seconds (default 300). */
+  authTokenTtl?: number;
 }
 
 export interface RunningServer {
@@ -55,6 +59,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     autoCompactionCheckMs: options.autoCompaction?.checkIntervalMs,
     dataDir: options.dataDir ?? config.dataDir,
     readCacheBytes: options.readCacheBytes ?? config.readCacheBytes,
+    quotaBackendBytes: options.quotaBackendBytes ?? config.quotaBackendBytes,
+    authTokenTtl: options.authTokenTtl ?? config.authTokenTtl,
   };
   merged.advertiseClientUrls = merged.listenClientUrls;
   const server = await EtcdAdapterServer.start(merged);

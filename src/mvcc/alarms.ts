@@ -54,9 +54,14 @@ export class Alarms {
     return this.alarms;
   }
 
-  /** "memberID:123 alarm:NOSPACE" lines, as etcd's Status errors. */
+  /** As etcd's Status errors: protobuf text form, "memberID:123 alarm:NOSPACE " (trailing space included). */
   errors(): string[] {
-    return this.alarms.map((a) => `memberID:${a.memberID} alarm:${NAMES[a.alarm] ?? a.alarm}`);
+    return this.alarms.map((a) => `memberID:${a.memberID} alarm:${NAMES[a.alarm] ?? a.alarm} `);
+  }
+
+  /** For /health: etcd 3.5's reason ("ALARM NOSPACE"), or null with no alarm. */
+  healthReason(): string | null {
+    return this.alarms.length ? this.alarms.map((a) => `ALARM ${NAMES[a.alarm] ?? a.alarm}`).join(', ') : null;
   }
 
   /** Before a write that adds `bytes`: refuse if NOSPACE is up, or raise it if this would pass the quota. */

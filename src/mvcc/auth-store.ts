@@ -212,8 +212,7 @@ export class AuthStore {
       },
     });
     this.adopt(doc, version);
-    const { revision } = await this.store.revisions();
-    return { ...(value as T), header: { revision } };
+    return { ...(value as T), header: await this.header() };
   }
 
   /** A read of the document as stored (fresh, for management answers). */
@@ -372,8 +371,9 @@ export class AuthStore {
     return { header: await this.header(), enabled: doc.enabled, authRevision: doc.revision };
   }
 
+  /** The revision this process knows: what auth answers report, as etcd reports its current one. */
   private async header(): Promise<Header> {
-    return { revision: (await this.store.revisions()).revision };
+    return { revision: this.store.knownRevision };
   }
 
   // ---- authentication -----------------------------------------------------
@@ -382,8 +382,12 @@ export class AuthStore {
     return createHmac('sha256', this.pepper).update(name).update('\0').update(password).digest();
   }
 
+  /**
+   * Checks against this process's copy of the document, which the periodic
+   * refresh keeps within one poll interval of the store (local changes apply
+   * at once).
+   */
   async authenticate(name: string, password: string): Promise<{ header: Header; token: string }> {
-    await this.refresh();
     const doc = this.doc;
     if (!doc.enabled) throw ErrAuthNotEnabled;
     const user = doc.users[name];

@@ -86,14 +86,16 @@ export class Lessor {
   /** Remaining seconds (truncated, as etcd), -1 for an unknown lease; the attached keys when asked. */
   async timeToLive(id: Int64, withKeys: boolean): Promise<{ header: Header; ID: string; TTL: number; grantedTTL: number; keys: Buffer[] }> {
     const lease = leaseId(id);
-    const [l, now, { revision }] = await Promise.all([this.store.driver.getLease(lease), this.store.driver.now(), this.store.revisions()]);
+    const revision = this.store.knownRevision;
+    const [l, now] = await Promise.all([this.store.driver.getLease(lease), this.store.driver.now()]);
     if (!l) return { header: { revision }, ID: lease, TTL: -1, grantedTTL: 0, keys: [] };
     const keys = withKeys ? await this.store.driver.keysWithLease(lease) : [];
     return { header: { revision }, ID: lease, TTL: Math.max(0, Math.trunc((l.expiresAt - now) / 1000)), grantedTTL: l.ttl, keys };
   }
 
   async leases(): Promise<{ header: Header; leases: { ID: string }[] }> {
-    const [all, { revision }] = await Promise.all([this.store.driver.listLeases(), this.store.revisions()]);
+    const revision = this.store.knownRevision;
+    const all = await this.store.driver.listLeases();
     all.sort((a, b) => a.expiresAt - b.expiresAt || (big(a.id) < big(b.id) ? -1 : 1));
     return { header: { revision }, leases: all.map((l) => ({ ID: l.id })) };
   }

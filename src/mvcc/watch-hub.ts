@@ -84,6 +84,8 @@ export class WatchHub {
   constructor(
     private readonly driver: Driver,
     private readonly opts: HubOptions,
+    /** Told of every revision the tail reaches (so the store knows other instances' commits). */
+    private readonly onRevision: (revision: number) => void = () => undefined,
   ) {}
 
   /** Start at the store's current revision. */
@@ -160,6 +162,7 @@ export class WatchHub {
         for (;;) {
           const log = await this.driver.readLog(this.position, this.opts.batchRevisions);
           this.lastError = null;
+          this.onRevision(log.revision);
           if (log.through <= this.position) break;
           if (log.compactRevision > this.position + 1) this.compactSynced(log.compactRevision);
           await this.fanOut(log);

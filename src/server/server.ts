@@ -82,7 +82,7 @@ export class EtcdAdapterServer {
     await store.open();
     // Other instances may write to a shared database: poll its log. Memory is this process's alone.
     const pollIntervalMs = driver.kind === 'memory' ? 0 : config.pollInterval;
-    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8 }));
+    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8 }, (rev) => store.observe(rev)));
     await hub.start();
     store.on('commit', () => hub.wake());
     this.compactor = new AutoCompactor(store, retentionOf(config), (msg) => log(msg), config.autoCompactionCheckMs);
@@ -152,7 +152,7 @@ export class EtcdAdapterServer {
       maxRequestBytes: config.maxRequestBytes,
       unhealthy: async () => {
         await store.revisions();
-        return null;
+        return alarms.healthReason();
       },
     });
     this.httpServer = http.createServer({ keepAliveTimeout: HTTP_KEEPALIVE_MS, requestTimeout: 0 }, gateway);

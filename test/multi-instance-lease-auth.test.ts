@@ -1,0 +1,129 @@
+// Leases and auth shared by several instances on one MariaDB database: a
+// keepalive sent to any instance keeps the lease for all, each expiry happens
+// once (one DELETE per key, whichever instance watches), TTLs survive a
+// restart of every instance, a token from one instance works on another, and
+// auth changes made through one instance hold on the others. Also: the member
+// list shows every instance, and Hash/HashKV agree across instances.
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
+import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { grpcWatch } from './helpers/watch-client';
+import { backendsUnderTest, createMysqlDatabase, type FreshBackend } from './helpers/backends';
+import { waitFor } from './helpers/ports';
+import { etcdctl } from './helpers/etcdctl';
+
+function keepAliveOnce(c: EtcdGrpcClient, id: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const call = (c.lease as any).LeaseKeepAlive() as grpc.ClientDuplexStream<object, any>;
+    call.once('data', (r) => {
+      resolve(r);
+      call.end();
+    });
+    call.once('error', reject);
+    call.write({ ID: id });
+  });
+}
+
+const POLL = '50ms';
+
+describe('leases and auth across instances on one MariaDB', { skip: !backendsUnderTest().includes('mysql') && 'mysql is not under test' }, () => {
+  let db: FreshBackend;
+  let servers: SpawnedAdapter[] = [];
+  let clients: EtcdGrpcClient[] = [];
+  const start = async () => {
+    servers = await Promise.all([0, 1, 2].map((i) => spawnAdapter(['--backend', db.url, '--name', `sidecar-${i}`, '--poll-interval', POLL])));
+    clients = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+  };
+  const stop = async () => {
+    for (const c of clients) c.close();
+    await Promise.all(servers.map((s) => s.stop()));
+  };
+  before(async () => {
+    db = await createMysqlDatabase();
+    await start();
+  });
+  after(async () => {
+    await stop();
+    await db?.drop();
+  });
+
+  it('a keepalive through one instance keeps the lease for all; expiry happens once; watchers everywhere see one DELETE per key', async () => {
+    const [a, bb, c] = clients;
+    await a.call(a.lease, 'LeaseGrant', { ID: 10, TTL: 2 });
+    await a.call(a.lease, 'LeaseGrant', { ID: 11, TTL: 2 });
+    for (const k of ['x/1', 'x/2', 'x/3']) await bb.put({ key: b(k), value: b('v'), lease: 10 });
+    await c.put({ key: b('x/kept'), value: b('v'), lease: 11 });
+    const watches = clients.map((cl) => {
+      const w = grpcWatch(cl);
+      w.send({ create_request: { key: b('x/'), range_end: b('x0') } });
+      return w;
+    });
+    await Promise.all(watches.map((w) => w.waitFor(1)));
+    // keep 11 alive through instance C only, for longer than the TTL
+    const until = Date.now() + 4000;
+    while (Date.now() < until) {
+      await keepAliveOnce(c, '11');
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const left = await a.range({ key: b('x/'), range_end: b('x0') });
+    assert.deepEqual(left.kvs.map((kv: any) => kv.key.toString()), ['x/kept'], 'lease 10 expired, 11 kept alive through another instance');
+    for (const [i, w] of watches.entries()) {
+      const deletes = w.responses.flatMap((r: any) => r.events ?? []).filter((e: any) => e.type === 1);
+      assert.deepEqual(deletes.map((e: any) => e.kv.key.toString()).sort(), ['x/1', 'x/2', 'x/3'], `instance ${i}: one DELETE per key`);
+      assert.equal(new Set(deletes.map((e: any) => e.kv.mod_revision)).size, 1, `instance ${i}: in one revision`);
+      w.close();
+    }
+    const ttl = await bb.call(bb.lease, 'LeaseTimeToLive', { ID: 10 });
+    assert.equal(ttl.TTL, '-1', 'the expired lease is gone for every instance');
+  });
+
+  it('a restart of every instance does not reset the time a lease has left', async () => {
+    await clients[0].call(clients[0].lease, 'LeaseGrant', { ID: 20, TTL: 30 });
+    await new Promise((r) => setTimeout(r, 3000));
+    await stop();
+    await start();
+    const ttl = Number((await clients[1].call(clients[1].lease, 'LeaseTimeToLive', { ID: 20 })).TTL);
+    assert.ok(ttl >= 20 && ttl <= 27, `remaining TTL after restart: ${ttl} (not reset to 30)`);
+  });
+
+  it('a token from one instance works on another; auth changes on one hold on all', async () => {
+    const [a, bb, c] = clients;
+    await a.call(a.auth, 'UserAdd', { name: 'root', password: 'pw' });
+    await a.call(a.auth, 'UserGrantRole', { user: 'root', role: 'root' });
+    await a.call(a.auth, 'UserAdd', { name: 'carol', password: 'carolpw' });
+    await a.call(a.auth, 'AuthEnable', {});
+    // wait for the others to see auth on
+    await waitFor('auth on everywhere', async () => ((await bb.range({ key: b('k') }).catch((e) => e.code)) === 3 ? true : undefined));
+    const token = (await c.call(c.auth, 'Authenticate', { name: 'carol', password: 'carolpw' })).token as string;
+    const m = new grpc.Metadata();
+    m.set('token', token);
+    await assert.rejects(a.call(a.kv, 'Range', { key: b('k') }, m), { code: 7 }, 'instance A accepts the token (and denies carol, who has no role)');
+    const rootToken = (await a.call(a.auth, 'Authenticate', { name: 'root', password: 'pw' })).token as string;
+    const rm = new grpc.Metadata();
+    rm.set('token', rootToken);
+    await bb.call(bb.kv, 'Range', { key: b('k') }, rm); // a token from A on B
+    // a password change through B invalidates carol's token on A and C
+    await bb.call(bb.auth, 'UserChangePassword', { name: 'carol', password: 'new' }, rm);
+    await waitFor('the old token refused on A', async () => ((await a.call(a.kv, 'Range', { key: b('k') }, m).catch((e) => e.code)) === 16 ? true : undefined));
+    // auth disabled through C is off on A and B
+    await c.call(c.auth, 'AuthDisable', {}, rm);
+    await waitFor('auth off on A', async () => ((await a.range({ key: b('k') }).then(() => 'ok', (e) => e.code)) === 'ok' ? true : undefined));
+    await waitFor('auth off on B', async () => ((await bb.range({ key: b('k') }).then(() => 'ok', (e) => e.code)) === 'ok' ? true : undefined));
+  });
+
+  it('member list shows every instance; Hash and HashKV agree across instances', async () => {
+    const out = await etcdctl(servers[0].endpoint, ['member', 'list']);
+    for (let i = 0; i < 3; i++) assert.match(out.stdout, new RegExp(`sidecar-${i}`));
+    for (const url of servers.map((s) => s.url)) assert.ok(out.stdout.includes(url), `member list names ${url}`);
+    await clients[0].put({ key: b('h/1'), value: b('1') });
+    const rev = Number((await clients[1].range({ key: b('h/1') })).header.revision);
+    const hashes = await Promise.all(clients.map((cl) => cl.call(cl.maintenance, 'HashKV', { revision: rev })));
+    assert.equal(new Set(hashes.map((h: any) => h.hash)).size, 1, `HashKV at ${rev} is the same everywhere`);
+    await clients[2].put({ key: b('h/2'), value: b('2') });
+    const later = await clients[0].call(clients[0].maintenance, 'HashKV', { revision: rev + 1 });
+    assert.notEqual(later.hash, hashes[0].hash, 'the hash changes with the data');
+  });
+});
