@@ -2,6 +2,8 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { etcdctl } from './helpers/etcdctl';
 import { freePort, waitFor } from './helpers/ports';
@@ -10,16 +12,22 @@ import { grpcWatch, httpWatch } from './helpers/watch-client';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'etcd-adapter');
 
+/** A fresh working directory, so that the default data dir (`<name>.etcd`) never lands in the checkout. */
+function scratchDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-cli-'));
+}
+
 function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  return spawnSync(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', timeout: 20000 });
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: scratchDir(), env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', timeout: 20000 });
 }
 
 async function serve(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cwd = scratchDir();
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exit, stderr: () => stderr };
+  return { child, exit, cwd, stderr: () => stderr };
 }
 
 describe('command line', () => {
@@ -65,6 +73,7 @@ describe('command line', () => {
     assert.match(members.stdout, /from-env/);
     s.child.kill('SIGTERM');
     assert.equal(await s.exit, 0);
+    assert.ok(fs.existsSync(path.join(s.cwd, 'from-env.etcd', 'state.db')), 'the default backend is SQLite in <name>.etcd');
     assert.match(s.stderr(), /SIGTERM, shutting down/);
   });
 
