@@ -17,6 +17,24 @@ export interface FanoutResult {
   p99Ms: number;
   delivered: number;
   expected: number;
+  /** Every delivery's latency in ms, sorted. */
+  latencies: Float64Array;
+}
+
+function summary(latencies: Float64Array, expected: number): FanoutResult {
+  latencies.sort();
+  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), delivered: latencies.length, expected, latencies };
+}
+
+/** Several rounds as one sample: their deliveries pooled. */
+export function pooled(results: FanoutResult[]): FanoutResult {
+  const all = new Float64Array(results.reduce((n, r) => n + r.latencies.length, 0));
+  let o = 0;
+  for (const r of results) {
+    all.set(r.latencies, o);
+    o += r.latencies.length;
+  }
+  return summary(all, results.reduce((n, r) => n + r.expected, 0));
 }
 
 /**
@@ -64,8 +82,7 @@ export async function fanout(server: BenchServer, watchers: number, streams: num
     all.set(r.latencies, o);
     o += r.latencies.length;
   }
-  all.sort();
-  return { p50Ms: percentile(all, 50), p99Ms: percentile(all, 99), delivered: all.length, expected: sentMeasured * watchers };
+  return summary(all, sentMeasured * watchers);
 }
 
 export function rssBytes(pid: number): number {

@@ -10,18 +10,28 @@
 // reads skip the query and may be as old as the last poll, as with etcd.
 //
 // The cache applies whatever contiguous stretch of the log anyone reads
-// through this driver (the watch hub's tail, normally) and pulls the log
-// itself when a read finds it behind. Above its memory budget it turns itself
-// off and every read goes to the database.
+// through this driver (the watch hub's tail, normally), the changes of every
+// write committed through it, and pulls the log itself when a read finds it
+// behind. So a local write is in the cache as soon as it commits, and the
+// newest stretch of the log (RecentLog) answers the watch hub's tail and
+// recent catch-ups without a query: a local commit reaches local watchers
+// with no database round trip. Other instances' commits arrive by the poll.
+// Above its memory budget the cache turns itself off and every read (and log
+// read) goes to the database.
 import type BTree from 'sorted-btree';
 import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, ReadView, SharedDoc, WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
 import { EMPTY, type KeyValue } from '../src/mvcc/kv';
 import { ErrCompacted } from '../src/errors';
 import { newTree, rangeLive } from './memory/btree-range';
+import { RecentLog } from './recent-log';
+import type { LogEntry } from '../src/mvcc/kv';
+import type { WriteSet } from '../src/mvcc/driver';
 
 const KV_OVERHEAD = 120;
 const PULL_REVISIONS = 1000;
+/** Log entries kept in memory for the watch hub (whole revisions; older ones fall off). */
+const RECENT_ENTRIES = 10_000;
 
 interface Revisions {
   revision: number;
@@ -32,6 +42,9 @@ export class ReadCachedDriver implements Driver {
   private tree: BTree<string, KeyValue> = newTree();
   /** The cache holds the current view as of this revision (0: not loaded). */
   private revision = 0;
+  /** The newest compact revision this process has seen (the database may be ahead by one poll). */
+  private compactRevision = -1;
+  private readonly recent = new RecentLog(RECENT_ENTRIES);
   private bytes = 0;
   private enabled = false;
   private indexInFlight: Promise<Revisions> | null = null;
@@ -73,7 +86,9 @@ export class ReadCachedDriver implements Driver {
   private async load(): Promise<void> {
     const tree: BTree<string, KeyValue> = newTree();
     let bytes = 0;
+    let compactRevision = -1;
     const revision = await this.inner.read(async (view) => {
+      compactRevision = view.compactRevision;
       const { kvs } = await view.range({ key: Buffer.from([0]), end: EMPTY, revision: view.revision, limit: 0, countOnly: false, keysOnly: false });
       for (const kv of kvs) {
         tree.set(keyString(kv.key), kv);
@@ -88,6 +103,8 @@ export class ReadCachedDriver implements Driver {
     this.tree = tree;
     this.bytes = bytes;
     this.revision = revision;
+    this.compactRevision = Math.max(this.compactRevision, compactRevision);
+    this.recent.reset(revision);
     this.enabled = true;
   }
 
@@ -171,12 +188,51 @@ export class ReadCachedDriver implements Driver {
     return fn(view);
   }
 
-  write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
-    return this.inner.write(fn);
+  /** Writes go to the database; once one commits, its changes go into the cache as well. */
+  async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    let base = 0;
+    let staged: WriteSet[] = [];
+    let compactTo: number | null = null;
+    const value = await this.inner.write((tx) => {
+      // Runs again from scratch when the driver retries: start the record over.
+      base = tx.revision;
+      staged = [];
+      compactTo = null;
+      const recorded: WriteTxn = {
+        revision: tx.revision,
+        compactRevision: tx.compactRevision,
+        range: (q) => tx.range(q),
+        getMany: (keys) => tx.getMany(keys),
+        now: () => tx.now(),
+        getLease: (id) => tx.getLease(id),
+        keysWithLease: (id) => tx.keysWithLease(id),
+        getDoc: (name) => tx.getDoc(name),
+        apply: (ws) => {
+          staged.push(ws);
+          return tx.apply(ws);
+        },
+        setCompactRevision: (rev) => {
+          compactTo = rev;
+          return tx.setCompactRevision(rev);
+        },
+      };
+      return fn(recorded);
+    });
+    if (compactTo !== null) this.compactRevision = Math.max(this.compactRevision, compactTo);
+    const through = staged.reduce((r, ws) => Math.max(r, ws.revision), base);
+    // Committed: the log after `base` is exactly these entries (the write held the store's lock).
+    if (this.enabled && through > base) this.applyEntries(base, staged.flatMap((ws) => ws.entries), through);
+    return value;
   }
 
   async readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead> {
+    // Only above the compact revision: compaction prunes entries at that revision (a final deletion,
+    // superseded versions), and the copy here is not pruned. Another instance's compaction is
+    // known here from the next poll on.
+    const recent = this.enabled && after >= this.compactRevision ? this.recent.read(after, maxRevisions, range) : null;
+    if (recent) return { ...recent, revision: this.revision, compactRevision: this.compactRevision };
     const log = await this.inner.readLog(after, maxRevisions, range);
+    if (log.compactRevision > this.compactRevision) this.compactRevision = log.compactRevision;
     if (!range && this.enabled) this.apply(after, log);
     return log;
   }
@@ -190,8 +246,15 @@ export class ReadCachedDriver implements Driver {
       void this.load().catch((err) => this.disable(`reload failed: ${(err as Error).message}`));
       return;
     }
-    for (const e of log.entries) {
-      if (e.kv.mod_revision <= this.revision) continue;
+    this.applyEntries(after, log.entries, log.through);
+  }
+
+  /** Applies the log's entries in (after, through] when the cache is at `after` or inside that stretch. */
+  private applyEntries(after: number, entries: LogEntry[], through: number): void {
+    if (after > this.revision || through <= this.revision) return;
+    const fresh = entries.filter((e) => e.kv.mod_revision > this.revision);
+    this.recent.append(fresh, through);
+    for (const e of fresh) {
       const ks = keyString(e.kv.key);
       const old = this.tree.get(ks);
       if (old) this.bytes -= old.key.length + old.value.length + KV_OVERHEAD;
@@ -201,7 +264,7 @@ export class ReadCachedDriver implements Driver {
         this.bytes += e.kv.key.length + e.kv.value.length + KV_OVERHEAD;
       }
     }
-    this.revision = log.through;
+    this.revision = through;
     if (this.bytes > this.maxBytes) this.disable(`the current view grew over the read cache budget (${this.maxBytes} bytes)`);
   }
 

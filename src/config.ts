@@ -243,7 +243,8 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
     }
     values[flag.key] = convert(flag, raw ?? flag.def, raw === undefined ? `the default of --${flag.name}` : source);
   }
-  const known = new Set([...FLAGS.map((f) => envName(f.name))]);
+  // ETCD_ADAPTER_TRACE is ours, read by src/trace.ts
+  const known = new Set([...FLAGS.map((f) => envName(f.name)), 'ETCD_ADAPTER_TRACE']);
   for (const k of Object.keys(env)) {
     if (k.startsWith('ETCD_') && !known.has(k) && !k.startsWith('ETCDCTL')) warnings.push(`unrecognized environment variable ${k}`);
   }

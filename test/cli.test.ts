@@ -62,7 +62,7 @@ describe('command line', () => {
 
   it('takes flags from ETCD_* environment variables, serves etcdctl, and stops on SIGTERM', async () => {
     const port = await freePort();
-    const s = await serve([], { ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${port}`, ETCD_MAX_TXN_OPS: '2', ETCD_NAME: 'from-env' });
+    const s = await serve([], { ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${port}`, ETCD_MAX_TXN_OPS: '2', ETCD_NAME: 'from-env', ETCD_NO_SUCH_SETTING: '1', ETCD_ADAPTER_TRACE: 'none' });
     const endpoint = `127.0.0.1:${port}`;
     await waitFor('the server', async () => ((await etcdctl(endpoint, ['endpoint', 'health'])).code === 0 ? true : undefined));
     assert.equal((await etcdctl(endpoint, ['put', 'k', 'v'])).code, 0);
@@ -75,6 +75,8 @@ describe('command line', () => {
     assert.equal(await s.exit, 0);
     assert.ok(fs.existsSync(path.join(s.cwd, 'from-env.etcd', 'state.db')), 'the default backend is SQLite in <name>.etcd');
     assert.match(s.stderr(), /SIGTERM, shutting down/);
+    assert.match(s.stderr(), /unrecognized environment variable ETCD_NO_SUCH_SETTING/);
+    assert.doesNotMatch(s.stderr(), /ETCD_ADAPTER_TRACE/, 'our own variable is known');
   });
 
   it('stops on SIGINT with watches open, and a flag wins over its environment variable', async () => {

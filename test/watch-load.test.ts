@@ -1,8 +1,8 @@
 // Nothing is lost under load: 10,000 revisions are written while 100 watchers
 // follow - gRPC watchers sharing streams, HTTP watchers, and HTTP watchers that
-// stop reading for a while so that their stream backs up and they fall back to
-// catching up from the log. Each must receive every event exactly once, in
-// revision order.
+// stop reading until the writes are done, so that their stream backs up past
+// the kernel's socket buffers and they fall back to catching up from the log.
+// Each must receive every event exactly once, in revision order.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -13,6 +13,8 @@ import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/ba
 
 const REVISIONS = 10_000;
 const KEYS = 300;
+/** Values large enough that a stalled reader's backlog (~7 MB) outgrows the socket buffers. */
+const VALUE = 'v'.repeat(300);
 
 type Seen = string[]; // "rev:type:key"
 
@@ -24,26 +26,26 @@ function record(seen: Seen, events: any[] | undefined): void {
   }
 }
 
-/** An HTTP watch whose reader stops for `pauseMs` after every `everyBytes` bytes (0 = never). */
-function httpFollower(url: string, start: number, seen: Seen, everyBytes: number, pauseMs: number): () => void {
+/** An HTTP watch; with `stall`, its reader stops after 64 KiB until `stall` resolves. */
+function httpFollower(url: string, start: number, seen: Seen, stall?: Promise<void>): () => void {
   const body = JSON.stringify({ create_request: { key: Buffer.from('load/').toString('base64'), range_end: Buffer.from('load0').toString('base64'), start_revision: start } });
   const req = http.request(`${url}/v3/watch`, { method: 'POST' }, (res) => {
     let buf = '';
-    let sinceLastPause = 0;
+    let received = 0;
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
       buf += chunk;
-      sinceLastPause += chunk.length;
+      const before = received;
+      received += chunk.length;
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (line.trim()) record(seen, JSON.parse(line).result?.events);
       }
-      if (everyBytes > 0 && sinceLastPause >= everyBytes) {
-        sinceLastPause = 0;
+      if (stall && before < 64 * 1024 && received >= 64 * 1024) {
         res.pause();
-        setTimeout(() => res.resume(), pauseMs);
+        void stall.then(() => res.resume());
       }
     });
   });
@@ -75,11 +77,13 @@ for (const backend of backendsUnderTest()) {
       }
       const closers: (() => void)[] = [];
       const httpSeen: Seen[] = [];
+      let writesDone!: () => void;
+      const stall = new Promise<void>((resolve) => (writesDone = resolve));
       for (let i = 0; i < 60; i++) {
         const seen: Seen = [];
         httpSeen.push(seen);
-        // the last 15 read slowly: 64 KiB, then a 400 ms stop, again and again
-        closers.push(i < 45 ? httpFollower(server.url, start, seen, 0, 0) : httpFollower(server.url, start, seen, 64 * 1024, 400));
+        // the last 15 stop reading after 64 KiB until every write is done
+        closers.push(httpFollower(server.url, start, seen, i < 45 ? undefined : stall));
       }
 
       // The writes: puts, deletes and multi-op txns from 24 concurrent clients.
@@ -93,10 +97,10 @@ for (const backend of backendsUnderTest()) {
           else n--; // deleted nothing: no revision
         } else if (i % 10 === 4) {
           const k2 = `load/t${i % 50}`;
-          const r = await writer.txn({ success: [{ request_put: { key: b(key), value: b(`v${i}`) } }, { request_put: { key: b(k2), value: b('t') } }] });
+          const r = await writer.txn({ success: [{ request_put: { key: b(key), value: b(`${i}${VALUE}`) } }, { request_put: { key: b(k2), value: b('t') } }] });
           expected.push(`${r.header.revision}:P:${key}`, `${r.header.revision}:P:${k2}`);
         } else {
-          const r = await writer.put({ key: b(key), value: b(`v${i}`) });
+          const r = await writer.put({ key: b(key), value: b(`${i}${VALUE}`) });
           expected.push(`${r.header.revision}:P:${key}`);
         }
       };
@@ -109,6 +113,7 @@ for (const backend of backendsUnderTest()) {
           }
         }),
       );
+      writesDone();
       const order = (s: string) => Number(s.split(':')[0]);
       // within a txn the two puts keep their order; across revisions sort by revision
       expected.sort((x, y) => order(x) - order(y));

@@ -6,6 +6,7 @@
 import type { Request, Response } from 'express';
 import type * as protobuf from 'protobufjs';
 import type { CallMeta } from '../api/context';
+import { HTTP_STREAM_WINDOW_BYTES, SendWindow } from '../api/send-window';
 import { toStatus } from '../errors';
 import { fromJson, parseJson, syntaxError, toJson } from './json';
 import { httpStatus } from './routes';
@@ -19,6 +20,7 @@ export interface StreamOut {
   end(): void;
   /** Report a failure in the stream's error format and finish. */
   fail(err: unknown): void;
+  /** Called when the stream, after it was full, has written out enough to take more (see SendWindow). */
   onDrain(cb: () => void): void;
 }
 
@@ -109,14 +111,18 @@ export function serveJsonStream(
     res.writeHead(200, { 'content-type': 'application/json' });
     res.flushHeaders();
   };
+  let drained = () => undefined as void;
+  const window = new SendWindow(HTTP_STREAM_WINDOW_BYTES, () => drained());
   const out: StreamOut = {
     send(answer) {
       if (finished) return false;
       start();
       const body = typeof answer === 'string' ? answer : toJson(types.res, answer as Record<string, unknown>);
-      return res.write(`{"result":${body}}\n`);
+      const line = `{"result":${body}}\n`;
+      res.write(line, window.add(line.length));
+      return window.open;
     },
-    writable: () => !finished && !res.writableNeedDrain,
+    writable: () => !finished && window.open,
     end() {
       if (finished) return;
       finished = true;
@@ -132,7 +138,7 @@ export function serveJsonStream(
       res.end(`{"error":{"grpc_code":${code},"http_code":${status},"message":${JSON.stringify(details)},"http_status":${JSON.stringify(statusText(status))}}}\n`);
     },
     onDrain(cb) {
-      res.on('drain', cb);
+      drained = cb;
     },
   };
 

@@ -1,6 +1,7 @@
 // The Watch service over gRPC: one WatchSession per bidirectional stream.
 import type * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
+import { GRPC_WATCH_WINDOW_BYTES, SendWindow } from '../api/send-window';
 import { WatchSession, type WatchContext, type WatchResponse } from '../api/watch';
 import { PRE_ENCODED, protoRoot } from '../proto';
 import { callMeta, type StreamHandler } from './grpc-server';
@@ -12,8 +13,9 @@ function watchIdField(id: string): Buffer {
   return Buffer.from(protobuf.Writer.create().uint32(16).int64(id).finish());
 }
 
-export function encodeWatchResponse(res: WatchResponse): Buffer | object {
-  if (!res.batch || res.fragment) return res;
+/** The wire form of a response; event batches shared by many watchers are encoded once. */
+export function encodeWatchResponse(res: WatchResponse): Buffer {
+  if (!res.batch || res.fragment) return Buffer.from(WatchResponseType.encode(res as unknown as protobuf.Message).finish());
   const cache = (res.batch.cache ??= new Map());
   let shared = cache.get('pb') as Buffer | undefined;
   if (!shared) {
@@ -26,15 +28,16 @@ export function encodeWatchResponse(res: WatchResponse): Buffer | object {
 export function watchStream(ctx: WatchContext): StreamHandler {
   return (rawCall) => {
     const call = rawCall as grpc.ServerDuplexStream<any, any>;
+    const window = new SendWindow(GRPC_WATCH_WINDOW_BYTES, () => session.drained());
     const session = new WatchSession(ctx, {
       send: (res) => {
         const encoded = encodeWatchResponse(res);
-        return call.write(Buffer.isBuffer(encoded) ? { [PRE_ENCODED]: encoded } : encoded);
+        call.write({ [PRE_ENCODED]: encoded }, window.add(encoded.length));
+        return window.open;
       },
-      writable: () => !call.writableNeedDrain && !call.destroyed,
+      writable: () => window.open && !call.destroyed,
     }, callMeta(call.metadata));
     call.on('data', (req) => session.handle(req));
-    call.on('drain', () => session.drained());
     // A half-closed request stream keeps the watch open, as in etcd.
     call.on('end', () => undefined);
     call.on('error', () => session.close());
