@@ -95,8 +95,29 @@ export class SqliteClient implements SqlClient {
     return run;
   }
 
-  all(sql: string, params?: unknown[]): Promise<Row[]> {
-    return this.snapshot({ sql: 'SELECT 1', params: [] }, (tx) => tx.all(sql, params));
+  /** One statement on a reader, in autocommit: a single SELECT is its own consistent snapshot. */
+  async all(sql: string, params: unknown[] = []): Promise<Row[]> {
+    if (this.closed) throw new StorageUnavailableError(new Error('database closed'));
+    await this.ready;
+    const r = this.reader();
+    try {
+      return this.query(r, sql, params);
+    } finally {
+      this.release(r);
+    }
+  }
+
+  private query(r: Reader, sql: string, params: unknown[]): Row[] {
+    return guard(() => {
+      let st = r.statements.get(sql);
+      if (!st) r.statements.set(sql, (st = r.db.prepare(sql)));
+      return fromSqlite(st.all(...params.map(toSqlite)) as Row[]);
+    });
+  }
+
+  private release(r: Reader): void {
+    if (!this.closed && this.idleReaders.length < MAX_IDLE_READERS) this.idleReaders.push(r);
+    else r.db.close();
   }
 
   /** A statement on the writer, outside any transaction (schema, vacuum). */
@@ -134,26 +155,19 @@ export class SqliteClient implements SqlClient {
     if (this.closed) throw new StorageUnavailableError(new Error('database closed'));
     await this.ready;
     const r = this.reader();
-    const allSync = (sql: string, params: unknown[] = []) =>
-      guard(() => {
-        let st = r.statements.get(sql);
-        if (!st) r.statements.set(sql, (st = r.db.prepare(sql)));
-        return fromSqlite(st.all(...params.map(toSqlite)) as Row[]);
-      });
     const tx: SqlExecutor = {
-      all: async (sql, params) => allSync(sql, params),
+      all: async (sql, params) => this.query(r, sql, params ?? []),
       run: async () => {
         throw new Error('a read snapshot cannot write');
       },
     };
     try {
       guard(() => r.begin.run());
-      const [meta] = allSync(begin.sql, begin.params);
+      const [meta] = this.query(r, begin.sql, begin.params);
       return await fn(tx, meta);
     } finally {
       if (r.db.inTransaction) r.commit.run();
-      if (!this.closed && this.idleReaders.length < MAX_IDLE_READERS) this.idleReaders.push(r);
-      else r.db.close();
+      this.release(r);
     }
   }
 
