@@ -10,9 +10,10 @@ export interface WatchSpec {
   streams: number;
   perStream: number;
   prefix: string;
-  /** Ignore events of puts sent before this time (warm-up). */
-  measureFrom: number;
 }
+
+/** Messages from the benchmark: when measuring starts (puts sent earlier are warm-up), and the request for the report. */
+export type WatchControl = { measureFrom: number } | 'report';
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -20,6 +21,7 @@ if (parentPort) {
   const spec = workerData as WatchSpec;
   const pkg = grpc.loadPackageDefinition(packageDefinition) as any;
   const latencies: number[] = [];
+  let measureFrom = Infinity;
   let created = 0;
   let events = 0;
   const calls: grpc.ClientDuplexStream<object, any>[] = [];
@@ -37,15 +39,16 @@ if (parentPort) {
       for (const ev of r.events ?? []) {
         events++;
         const sent = Number(ev.kv.value.toString());
-        if (sent >= spec.measureFrom) latencies.push(t - sent);
+        if (sent >= measureFrom) latencies.push(t - sent);
       }
     });
     call.on('error', () => undefined);
     for (let i = 0; i < spec.perStream; i++) call.write({ create_request: { key: Buffer.from(spec.prefix), range_end: end } });
     calls.push(call);
   }
-  parentPort.on('message', (m) => {
-    if (m === 'report') {
+  parentPort.on('message', (m: WatchControl) => {
+    if (m !== 'report') measureFrom = m.measureFrom;
+    else {
       for (const c of calls) c.cancel();
       parentPort!.postMessage({ latencies: Float64Array.from(latencies), events });
     }

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { packageDefinition } from '../src/proto';
 import { percentile } from './load';
 import type { BenchServer } from './servers';
-import type { WatchSpec } from './watch-worker';
+import type { WatchControl, WatchSpec } from './watch-worker';
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -45,13 +45,15 @@ export function pooled(results: FanoutResult[]): FanoutResult {
 export async function fanout(server: BenchServer, watchers: number, streams: number, rate: number, seconds: number, writeTo: BenchServer = server): Promise<FanoutResult> {
   const prefix = `wb${watchers}/`;
   const warmupMs = 1000;
-  const measureFrom = now() + warmupMs;
   const threads = Math.min(2, streams);
   const workers = Array.from({ length: threads }, () => {
-    const spec: WatchSpec = { endpoint: server.endpoint, streams: streams / threads, perStream: watchers / streams, prefix, measureFrom };
+    const spec: WatchSpec = { endpoint: server.endpoint, streams: streams / threads, perStream: watchers / streams, prefix };
     return new Worker(path.join(__dirname, 'watch-worker.js'), { workerData: spec });
   });
   await Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
+  // The clock starts once every watcher is created: puts are paced from here, the first second is warm-up.
+  const measureFrom = now() + warmupMs;
+  for (const w of workers) w.postMessage({ measureFrom } satisfies WatchControl);
 
   const pkg = grpc.loadPackageDefinition(packageDefinition) as any;
   const kv = new pkg.etcdserverpb.KV(writeTo.endpoint, grpc.credentials.createInsecure());
@@ -70,7 +72,7 @@ export async function fanout(server: BenchServer, watchers: number, streams: num
       (w) =>
         new Promise<{ latencies: Float64Array }>((resolve) => {
           w.once('message', resolve);
-          w.postMessage('report');
+          w.postMessage('report' satisfies WatchControl);
         }),
     ),
   );

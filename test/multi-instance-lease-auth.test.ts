@@ -14,18 +14,6 @@ import { backendsUnderTest, createMysqlDatabase, type FreshBackend } from './hel
 import { waitFor } from './helpers/ports';
 import { etcdctl } from './helpers/etcdctl';
 
-function keepAliveOnce(c: EtcdGrpcClient, id: string): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const call = (c.lease as any).LeaseKeepAlive() as grpc.ClientDuplexStream<object, any>;
-    call.once('data', (r) => {
-      resolve(r);
-      call.end();
-    });
-    call.once('error', reject);
-    call.write({ ID: id });
-  });
-}
-
 const POLL = '50ms';
 
 describe('leases and auth across instances on one MariaDB', { skip: !backendsUnderTest().includes('mysql') && 'mysql is not under test' }, () => {
@@ -64,7 +52,7 @@ describe('leases and auth across instances on one MariaDB', { skip: !backendsUnd
     // keep 11 alive through instance C only, for longer than the TTL
     const until = Date.now() + 4000;
     while (Date.now() < until) {
-      await keepAliveOnce(c, '11');
+      await c.keepAliveOnce('11');
       await new Promise((r) => setTimeout(r, 400));
     }
     await new Promise((r) => setTimeout(r, 500));

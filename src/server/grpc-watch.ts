@@ -8,8 +8,16 @@ import { callMeta, type StreamHandler } from './grpc-server';
 
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 
+/** The encodings of the small watch ids that streams hand out (0, 1, 2...), made once. */
+const SMALL_ID_FIELDS: Buffer[] = [];
+const SMALL_IDS = 4096;
+
 /** Field 2 (watch_id, int64 varint), appended to shared bytes: protobuf fields may come in any order. */
 function watchIdField(id: string): Buffer {
+  const n = Number(id);
+  if (Number.isInteger(n) && n >= 0 && n < SMALL_IDS) {
+    return (SMALL_ID_FIELDS[n] ??= Buffer.from(protobuf.Writer.create().uint32(16).int64(id).finish()));
+  }
   return Buffer.from(protobuf.Writer.create().uint32(16).int64(id).finish());
 }
 

@@ -60,6 +60,19 @@ export class EtcdGrpcClient {
   txn(req: object) { return this.call(this.kv, 'Txn', req); }
   compact(req: object) { return this.call(this.kv, 'Compact', req); }
 
+  /** One keepalive round trip on a fresh LeaseKeepAlive stream. */
+  keepAliveOnce(id: string | number): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const call = (this.lease as any).LeaseKeepAlive() as grpc.ClientDuplexStream<object, any>;
+      call.once('data', (r) => {
+        resolve(r);
+        call.end();
+      });
+      call.once('error', reject);
+      call.write({ ID: id });
+    });
+  }
+
   close(): void {
     for (const c of this.clients) c.close();
   }
