@@ -47,8 +47,9 @@ export class ReadCachedDriver implements Driver {
   private readonly recent = new RecentLog(RECENT_ENTRIES);
   private bytes = 0;
   private enabled = false;
+  /** The ReadIndex query running now, and the next one (not started: reads may still join it). */
   private indexInFlight: Promise<Revisions> | null = null;
-  private indexQueued: Promise<Revisions> | null = null;
+  private indexNext: Promise<Revisions> | null = null;
   private pulling: Promise<void> | null = null;
 
   constructor(
@@ -115,31 +116,26 @@ export class ReadCachedDriver implements Driver {
     this.bytes = 0;
   }
 
-  /** The database's revisions, from a query that started after this call. */
+  /**
+   * The database's revisions, from a query that starts after this call. The
+   * query starts on the next turn of the event loop, after the one in flight:
+   * every read that arrives until then shares it.
+   */
   private readIndex(): Promise<Revisions> {
-    if (!this.indexInFlight) return this.startIndex();
-    this.indexQueued ??= this.indexInFlight
-      .then(
-        () => undefined,
-        () => undefined,
-      )
-      .then(() => {
-        this.indexQueued = null;
-        return this.startIndex();
-      });
-    return this.indexQueued;
-  }
-
-  private startIndex(): Promise<Revisions> {
-    const p = this.inner.revisions ? this.inner.revisions() : this.inner.read(async (v) => ({ revision: v.revision, compactRevision: v.compactRevision }));
-    this.indexInFlight = p;
-    p.then(
-      () => undefined,
-      () => undefined,
-    ).then(() => {
-      if (this.indexInFlight === p) this.indexInFlight = null;
-    });
-    return p;
+    this.indexNext ??= (async () => {
+      const previous = this.indexInFlight;
+      if (previous) await previous.catch(() => undefined);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.indexNext = null; // from here on, reads wait for the next query
+      const query = this.inner.revisions ? this.inner.revisions() : this.inner.read(async (v) => ({ revision: v.revision, compactRevision: v.compactRevision }));
+      this.indexInFlight = query;
+      try {
+        return await query;
+      } finally {
+        if (this.indexInFlight === query) this.indexInFlight = null;
+      }
+    })();
+    return this.indexNext;
   }
 
   /** Resolves once the cache has applied `revision` (or has been turned off); rejects if the log cannot be read. */
