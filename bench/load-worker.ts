@@ -11,6 +11,8 @@ export interface LoadSpec {
   user?: string;
   password?: string;
   concurrency: number;
+  /** range: serializable reads (no ReadIndex). */
+  serializable?: boolean;
   warmupMs: number;
   durationMs: number;
   keySpace: number;
@@ -48,7 +50,7 @@ function encodedRequests(spec: LoadSpec): Buffer[] {
   const next = () => (rnd = (Math.imul(rnd, 1664525) + 1013904223) >>> 0) % spec.keySpace;
   return Array.from({ length: 4096 }, () => {
     const k = key(next(), spec.keyBytes);
-    return spec.op === 'put' ? kv.Put.requestSerialize({ key: k, value }) : kv.Range.requestSerialize({ key: k });
+    return spec.op === 'put' ? kv.Put.requestSerialize({ key: k, value }) : kv.Range.requestSerialize({ key: k, serializable: spec.serializable ?? false });
   });
 }
 

@@ -4,6 +4,7 @@ import * as protobuf from 'protobufjs';
 import { GRPC_WATCH_WINDOW_BYTES, SendWindow } from '../api/send-window';
 import { WatchSession, type WatchContext, type WatchResponse } from '../api/watch';
 import { PRE_ENCODED, protoRoot } from '../proto';
+import { batchedWriter } from './grpc-batched-writer';
 import { callMeta, type StreamHandler } from './grpc-server';
 
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
@@ -37,10 +38,12 @@ export function watchStream(ctx: WatchContext): StreamHandler {
   return (rawCall) => {
     const call = rawCall as grpc.ServerDuplexStream<any, any>;
     const window = new SendWindow(GRPC_WATCH_WINDOW_BYTES, () => session.drained());
+    const batched = batchedWriter(call);
     const session = new WatchSession(ctx, {
       send: (res) => {
         const encoded = encodeWatchResponse(res);
-        call.write({ [PRE_ENCODED]: encoded }, window.add(encoded.length));
+        if (batched) batched.write(encoded, window.add(encoded.length));
+        else call.write({ [PRE_ENCODED]: encoded }, window.add(encoded.length));
         return window.open;
       },
       writable: () => window.open && !call.destroyed,
