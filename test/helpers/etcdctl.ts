@@ -19,6 +19,8 @@ export function etcdctl(endpoint: string, args: string[], stdin?: string, env: N
     child.stderr.on('data', (d) => (stderr += d));
     child.once('error', reject);
     child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // etcdctl may exit before reading its input (most commands never do): that EPIPE is not an error here
+    child.stdin.on('error', () => undefined);
     child.stdin.end(stdin ?? '');
   });
 }
