@@ -19,14 +19,12 @@
 // Above its memory budget the cache turns itself off and every read (and log
 // read) goes to the database.
 import type BTree from 'sorted-btree';
-import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, ReadView, SharedDoc, WriteTxn } from '../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, ReadView, SharedDoc, WriteSet, WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
-import { EMPTY, type KeyValue } from '../src/mvcc/kv';
+import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
 import { ErrCompacted } from '../src/errors';
 import { newTree, rangeLive } from './memory/btree-range';
 import { RecentLog } from './recent-log';
-import type { LogEntry } from '../src/mvcc/kv';
-import type { WriteSet } from '../src/mvcc/driver';
 
 const KV_OVERHEAD = 120;
 const PULL_REVISIONS = 1000;
@@ -184,7 +182,11 @@ export class ReadCachedDriver implements Driver {
     return fn(view);
   }
 
-  /** Writes go to the database; once one commits, its changes go into the cache as well. */
+  /**
+   * Writes go to the database; once one commits, its changes go into the
+   * cache as well. While a write holds the lock, its reads of the current
+   * view come from the cache when the cache is at the locked revision.
+   */
   async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
     let base = 0;
     let staged: WriteSet[] = [];
@@ -194,11 +196,14 @@ export class ReadCachedDriver implements Driver {
       base = tx.revision;
       staged = [];
       compactTo = null;
+      // Holding the store's lock at the revision the cache is at, the cache is the current view:
+      // the transaction's reads of it need no query.
+      const current = () => this.enabled && this.revision === tx.revision;
       const recorded: WriteTxn = {
         revision: tx.revision,
         compactRevision: tx.compactRevision,
-        range: (q) => tx.range(q),
-        getMany: (keys) => tx.getMany(keys),
+        range: async (q) => (q.revision >= tx.revision && current() ? rangeLive(this.tree, q) : tx.range(q)),
+        getMany: async (keys) => (current() ? keys.map((k) => this.tree.get(keyString(k)) ?? null) : tx.getMany(keys)),
         now: () => tx.now(),
         getLease: (id) => tx.getLease(id),
         keysWithLease: (id) => tx.keysWithLease(id),

@@ -82,6 +82,37 @@ describe('read cache', () => {
     assert.equal(a.inner.logReads, 1);
   });
 
+  it("a write holding the lock at the cache's revision reads the current view from the cache; otherwise from the database", async () => {
+    backend = await freshBackend('sqlite');
+    const a = await instance();
+    const other = await instance();
+    let queried = 0;
+    const write = a.inner.write.bind(a.inner);
+    a.inner.write = (fn) =>
+      write((tx) =>
+        fn({
+          ...tx,
+          getMany: (keys) => (queried++, tx.getMany(keys)),
+          range: (q) => (queried++, tx.range(q)),
+        }),
+      );
+    const current = (tx: { revision: number; range(q: any): Promise<{ kvs: KeyValue[] }> }) => tx.range({ ...all, revision: tx.revision, limit: 0, countOnly: false, keysOnly: false });
+    await a.cached.write(async (tx) => tx.apply(set({ entries: [put(kv('a', 2), 0)], puts: [kv('a', 2)], revision: 2 })));
+    await a.cached.write(async (tx) => {
+      assert.deepEqual(await tx.getMany([b('a'), b('zz')]), [kv('a', 2), null]);
+      assert.deepEqual((await current(tx)).kvs, [kv('a', 2)]);
+    });
+    assert.equal(queried, 0, 'answered from the cache');
+    // another instance writes: under the lock the store is ahead of the cache, so the database answers
+    await other.cached.write(async (tx) => tx.apply(set({ entries: [put(kv('b', 3), 0)], puts: [kv('b', 3)], revision: 3 })));
+    await a.cached.write(async (tx) => {
+      assert.equal(tx.revision, 3);
+      assert.deepEqual(await tx.getMany([b('b')]), [kv('b', 3)]);
+      assert.deepEqual((await current(tx)).kvs.map((x) => x.key.toString()), ['a', 'b']);
+    });
+    assert.equal(queried, 2);
+  });
+
   it('log reads that reach the compact revision go to the database, which pruned it', async () => {
     backend = await freshBackend('sqlite');
     const { inner, cached } = await instance();

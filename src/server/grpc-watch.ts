@@ -15,11 +15,9 @@ const SMALL_IDS = 4096;
 
 /** Field 2 (watch_id, int64 varint), appended to shared bytes: protobuf fields may come in any order. */
 function watchIdField(id: string): Buffer {
+  const encode = () => Buffer.from(protobuf.Writer.create().uint32(16).int64(id).finish());
   const n = Number(id);
-  if (Number.isInteger(n) && n >= 0 && n < SMALL_IDS) {
-    return (SMALL_ID_FIELDS[n] ??= Buffer.from(protobuf.Writer.create().uint32(16).int64(id).finish()));
-  }
-  return Buffer.from(protobuf.Writer.create().uint32(16).int64(id).finish());
+  return Number.isInteger(n) && n >= 0 && n < SMALL_IDS ? (SMALL_ID_FIELDS[n] ??= encode()) : encode();
 }
 
 /** The wire form of a response; event batches shared by many watchers are encoded once. */
