@@ -9,10 +9,10 @@ function median(ms: Measured[]): Measured {
   return [...ms].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(ms.length / 2)];
 }
 
-/** Measures both servers `rounds` times, alternating which goes first; returns the median rounds. */
-export async function compare(ref: BenchServer, ours: BenchServer, measure: (s: BenchServer) => Promise<Measured>): Promise<[Measured, Measured]> {
-  const a: Measured[] = [];
-  const b: Measured[] = [];
+/** Measures both servers `rounds` times, alternating which goes first; returns every round of each. */
+export async function alternate<T>(ref: BenchServer, ours: BenchServer, measure: (s: BenchServer) => Promise<T>): Promise<[T[], T[]]> {
+  const a: T[] = [];
+  const b: T[] = [];
   for (let i = 0; i < rounds; i++) {
     if (i % 2 === 0) {
       a.push(await measure(ref));
@@ -22,6 +22,12 @@ export async function compare(ref: BenchServer, ours: BenchServer, measure: (s: 
       a.push(await measure(ref));
     }
   }
+  return [a, b];
+}
+
+/** Alternating rounds; the median round of each server. */
+export async function compare(ref: BenchServer, ours: BenchServer, measure: (s: BenchServer) => Promise<Measured>): Promise<[Measured, Measured]> {
+  const [a, b] = await alternate(ref, ours, measure);
   return [median(a), median(b)];
 }
 

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { kvTable } from './kv';
-import { rounds, seconds } from './compare';
+import { alternate, rounds, seconds } from './compare';
 import { adapter, realEtcd, type BenchServer } from './servers';
 import { fanout, idleHttpWatches, memoryPerWatcher, pooled, type FanoutResult } from './watch';
 import { authTable } from './auth';
@@ -47,13 +47,7 @@ async function watchTable(ref: BenchServer, ours: BenchServer, sizes: [number, n
   ];
   for (const [w, s] of sizes) {
     // p99 of one 5 s round rests on its slowest put or two: pool alternating rounds.
-    const er: FanoutResult[] = [];
-    const or: FanoutResult[] = [];
-    for (let i = 0; i < rounds; i++) {
-      for (const [server, into] of i % 2 === 0 ? ([[ref, er], [ours, or]] as const) : ([[ours, or], [ref, er]] as const)) {
-        into.push(await fanout(server, w, s, RATE, seconds));
-      }
-    }
+    const [er, or] = await alternate(ref, ours, (server) => fanout(server, w, s, RATE, seconds));
     const e = pooled(er);
     const o = pooled(or);
     const ratio = o.p99Ms / e.p99Ms;

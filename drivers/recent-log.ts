@@ -21,9 +21,9 @@ export class RecentLog {
     this.through = revision;
   }
 
-  /** Appends the entries of revisions (this.through, through]. */
+  /** Appends the entries of revisions (this.through, through]; the caller passes only those. */
   append(entries: LogEntry[], through: number): void {
-    for (const e of entries) if (e.kv.mod_revision > this.through) this.entries.push(e);
+    for (const e of entries) this.entries.push(e);
     this.through = through;
     if (this.entries.length > this.maxEntries) this.trim();
   }

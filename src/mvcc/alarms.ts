@@ -10,6 +10,7 @@ export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
 export const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
 const DOC = 'alarms';
 const NAMES = ['NONE', 'NOSPACE', 'CORRUPT'];
+const alarmName = (a: AlarmMember) => NAMES[a.alarm] ?? String(a.alarm);
 
 export interface AlarmMember {
   memberID: string;
@@ -56,12 +57,12 @@ export class Alarms {
 
   /** As etcd's Status errors: protobuf text form, "memberID:123 alarm:NOSPACE " (trailing space included). */
   errors(): string[] {
-    return this.alarms.map((a) => `memberID:${a.memberID} alarm:${NAMES[a.alarm] ?? a.alarm} `);
+    return this.alarms.map((a) => `memberID:${a.memberID} alarm:${alarmName(a)} `);
   }
 
   /** For /health: etcd 3.5's reason ("ALARM NOSPACE"), or null with no alarm. */
   healthReason(): string | null {
-    return this.alarms.length ? this.alarms.map((a) => `ALARM ${NAMES[a.alarm] ?? a.alarm}`).join(', ') : null;
+    return this.alarms.length ? this.alarms.map((a) => `ALARM ${alarmName(a)}`).join(', ') : null;
   }
 
   /** Before a write that adds `bytes`: refuse if NOSPACE is up, or raise it if this would pass the quota. */
