@@ -5,9 +5,11 @@
 //
 // Freshness (linearizable reads, as etcd's ReadIndex): a read first learns
 // the database's revision with one query that is shared by every read arriving
-// while it runs (a read only joins a query that starts after it arrived), then
-// waits until the cache has applied that revision, then reads. Serializable
-// reads skip the query and may be as old as the last poll, as with etcd.
+// until it starts (a read only joins a query that starts after it arrived),
+// then waits until the cache has applied that revision, then reads. While
+// this instance holds the read lease (read-lease.ts: no other instance can
+// commit), the revision the lease was granted at stands in for the query.
+// Serializable reads skip both and may be as old as the last poll, as with etcd.
 //
 // The cache applies whatever contiguous stretch of the log anyone reads
 // through this driver (the watch hub's tail, normally), the changes of every
@@ -22,14 +24,28 @@ import type BTree from 'sorted-btree';
 import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, ReadView, SharedDoc, WriteSet, WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
-import { ErrCompacted } from '../src/errors';
+import { ErrCompacted, EtcdError, StorageUnavailableError } from '../src/errors';
 import { newTree, rangeLive } from './memory/btree-range';
 import { RecentLog } from './recent-log';
+import { ReadLease, type ReadLeaseStore } from './read-lease';
 
 const KV_OVERHEAD = 120;
 const PULL_REVISIONS = 1000;
 /** Log entries kept in memory for the watch hub (whole revisions; older ones fall off). */
 const RECENT_ENTRIES = 10_000;
+/** ReadIndex queries running at once (each on its own pooled connection). */
+const INDEX_QUERIES = 4;
+/** Another instance counts as alive with a heartbeat this recent (members heartbeat every 2 s). */
+const OTHERS_WITHIN_MS = 10_000;
+
+export interface ReadCacheOptions {
+  /** Memory budget; above it the cache turns itself off. */
+  maxBytes: number;
+  /** The read lease (read-lease.ts): its length in ms, 0 for none, and the store that keeps it. */
+  readLeaseMs?: number;
+  leaseStore?: ReadLeaseStore;
+  log?: (msg: string) => void;
+}
 
 interface Revisions {
   revision: number;
@@ -45,17 +61,36 @@ export class ReadCachedDriver implements Driver {
   private readonly recent = new RecentLog(RECENT_ENTRIES);
   private bytes = 0;
   private enabled = false;
-  /** The ReadIndex query running now, and the next one (not started: reads may still join it). */
-  private indexInFlight: Promise<Revisions> | null = null;
+  /** The next ReadIndex query (not started: reads may still join it), how many run, who waits to start. */
   private indexNext: Promise<Revisions> | null = null;
+  private indexRunning = 0;
+  private readonly indexSlots: (() => void)[] = [];
   private pulling: Promise<void> | null = null;
+  private readonly maxBytes: number;
+  private readonly log: (msg: string) => void;
+  private readonly lease: ReadLease | null = null;
+  /** This instance's member id, from its first heartbeat (the lease needs it to tell others apart). */
+  private memberId: string | null = null;
+  /** Writes of ours in progress: one may be committed and not yet in the cache. */
+  private readonly writes = new Set<Promise<unknown>>();
+  /** The newest revision a write of ours committed. */
+  private ownThrough = 0;
 
   constructor(
     private readonly inner: Driver,
-    /** Memory budget; above it the cache turns itself off. */
-    private readonly maxBytes: number,
-    private readonly log: (msg: string) => void = () => undefined,
-  ) {}
+    opts: ReadCacheOptions,
+  ) {
+    this.maxBytes = opts.maxBytes;
+    this.log = opts.log ?? (() => undefined);
+    if (opts.leaseStore && (opts.readLeaseMs ?? 0) > 0) {
+      this.lease = new ReadLease(opts.leaseStore, {
+        ms: opts.readLeaseMs!,
+        othersAlive: async () => (await this.inner.members(OTHERS_WITHIN_MS)).some((m) => m.id !== this.memberId),
+        wanted: () => this.enabled && this.memberId !== null,
+        log: this.log,
+      });
+    }
+  }
 
   get kind(): string {
     return this.inner.kind;
@@ -65,6 +100,10 @@ export class ReadCachedDriver implements Driver {
   }
   get maxKeyBytes(): number | undefined {
     return this.inner.maxKeyBytes;
+  }
+  /** Whether linearizable reads are being answered under the read lease, without a query. */
+  get leaseHeld(): boolean {
+    return this.lease?.current() != null;
   }
   /** Whether reads are being answered from memory. */
   get active(): boolean {
@@ -76,7 +115,8 @@ export class ReadCachedDriver implements Driver {
     if (this.maxBytes > 0) await this.load();
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.lease?.stop();
     this.enabled = false;
     return this.inner.close();
   }
@@ -116,24 +156,38 @@ export class ReadCachedDriver implements Driver {
 
   /**
    * The database's revisions, from a query that starts after this call. The
-   * query starts on the next turn of the event loop, after the one in flight:
-   * every read that arrives until then shares it.
+   * query starts on the next turn of the event loop: every read that arrives
+   * until then shares it. Up to INDEX_QUERIES run at once, so that a read waits
+   * for one round trip, not for the one in flight and then its own.
    */
   private readIndex(): Promise<Revisions> {
     this.indexNext ??= (async () => {
-      const previous = this.indexInFlight;
-      if (previous) await previous.catch(() => undefined);
       await new Promise<void>((resolve) => setImmediate(resolve));
+      while (this.indexRunning >= INDEX_QUERIES) await new Promise<void>((resolve) => this.indexSlots.push(resolve));
       this.indexNext = null; // from here on, reads wait for the next query
-      const query = this.inner.revisions ? this.inner.revisions() : this.inner.read(async (v) => ({ revision: v.revision, compactRevision: v.compactRevision }));
-      this.indexInFlight = query;
+      this.indexRunning++;
       try {
-        return await query;
+        return await (this.inner.revisions ? this.inner.revisions() : this.inner.read(async (v) => ({ revision: v.revision, compactRevision: v.compactRevision })));
       } finally {
-        if (this.indexInFlight === query) this.indexInFlight = null;
+        this.indexRunning--;
+        this.indexSlots.shift()?.();
       }
     })();
     return this.indexNext;
+  }
+
+  /**
+   * What the read lease vouches for, in place of a ReadIndex query: the
+   * revision it was granted at and every commit of ours. Null when this
+   * instance does not hold it (then reads ask the database).
+   */
+  private async leased(): Promise<Revisions | null> {
+    if (!this.lease?.forRead()) return null;
+    // A write of ours may be committed, and visible to other instances, yet not in the cache: let it land.
+    if (this.writes.size > 0) await Promise.allSettled(this.writes);
+    // Null if it ran out meanwhile, or one of those writes failed with its outcome unknown.
+    const grant = this.lease.current();
+    return grant && { revision: Math.max(grant.revision, this.ownThrough), compactRevision: Math.max(this.compactRevision, grant.compactRevision) };
   }
 
   /** Resolves once the cache has applied `revision` (or has been turned off); rejects if the log cannot be read. */
@@ -161,9 +215,9 @@ export class ReadCachedDriver implements Driver {
     if (opts?.serializable) {
       compactRevision = -1;
     } else {
-      const db = await this.readIndex();
-      await this.caughtUp(db.revision);
-      compactRevision = db.compactRevision;
+      const known = (await this.leased()) ?? (await this.readIndex());
+      await this.caughtUp(known.revision);
+      compactRevision = known.compactRevision;
     }
     if (!this.enabled) return this.inner.read(fn);
     const revision = this.revision;
@@ -188,6 +242,20 @@ export class ReadCachedDriver implements Driver {
    * view come from the cache when the cache is at the locked revision.
    */
   async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    const write = this.recordedWrite(fn);
+    this.writes.add(write);
+    try {
+      return await write;
+    } catch (err) {
+      // Perhaps committed (the connection died at COMMIT) yet not in the cache: the lease cannot vouch for it.
+      if (!(err instanceof EtcdError) || err instanceof StorageUnavailableError) this.lease?.suspend();
+      throw err;
+    } finally {
+      this.writes.delete(write);
+    }
+  }
+
+  private async recordedWrite<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
     let base = 0;
     let staged: WriteSet[] = [];
     let compactTo: number | null = null;
@@ -222,6 +290,7 @@ export class ReadCachedDriver implements Driver {
     if (compactTo !== null) this.compactRevision = Math.max(this.compactRevision, compactTo);
     const through = staged.reduce((r, ws) => Math.max(r, ws.revision), base);
     // Committed: the log after `base` is exactly these entries (the write held the store's lock).
+    if (through > this.ownThrough) this.ownThrough = through;
     if (this.enabled && through > base) this.applyEntries(base, staged.flatMap((ws) => ws.entries), through);
     return value;
   }
@@ -296,8 +365,13 @@ export class ReadCachedDriver implements Driver {
   getDoc(name: string): Promise<SharedDoc | null> {
     return this.inner.getDoc(name);
   }
-  heartbeat(m: Omit<MemberRecord, 'heartbeatAt'>): Promise<void> {
-    return this.inner.heartbeat(m);
+  async heartbeat(m: Omit<MemberRecord, 'heartbeatAt'>): Promise<void> {
+    this.memberId = m.id;
+    try {
+      await this.inner.heartbeat(m);
+    } finally {
+      this.lease?.start();
+    }
   }
   members(withinMs: number): Promise<MemberRecord[]> {
     return this.inner.members(withinMs);

@@ -24,13 +24,17 @@ export interface BackendOptions {
   dataDir: string;
   /** Memory budget of the read cache of SQL backends; 0 turns it off. */
   readCacheBytes?: number;
+  /** Length of the read lease of SQL backends (read-lease.ts), ms; 0 turns it off. */
+  readLeaseMs?: number;
   log?: (msg: string) => void;
 }
 
 /** SQL backends get a read cache of the current view (see read-cache.ts) unless it is turned off. */
 function cached(driver: Driver, opts: BackendOptions): Driver {
   const bytes = opts.readCacheBytes ?? 0;
-  return bytes > 0 ? new ReadCachedDriver(driver, bytes, opts.log) : driver;
+  if (bytes <= 0) return driver;
+  const leaseStore = driver instanceof SqlDriver ? driver : undefined;
+  return new ReadCachedDriver(driver, { maxBytes: bytes, readLeaseMs: opts.readLeaseMs ?? 0, leaseStore, log: opts.log });
 }
 
 /** A backend URL fit for logs: the password replaced. */

@@ -22,6 +22,8 @@ export interface Config {
   autoCompactionRetention: string;
   /** Memory budget of the read cache of SQL backends, bytes; 0 turns it off. */
   readCacheBytes: number;
+  /** Length of the read lease of SQL backends, ms; 0 turns it off. */
+  readLease: number;
   /** Lifetime of auth tokens, seconds. */
   authTokenTtl: number;
   /** Space quota, bytes (0: etcd's default of 2 GiB). */
@@ -78,6 +80,13 @@ export const FLAGS: Flag[] = [
     kind: 'uint',
     def: String(256 * 1024 * 1024),
     help: 'SQL backends: keep the current value of every key in memory, up to this many bytes, and answer reads from it; 0 turns it off.',
+  },
+  {
+    name: 'read-lease',
+    key: 'readLease',
+    kind: 'duration',
+    def: '2s',
+    help: 'SQL backends: an instance alone on its database takes a lease of this length and answers linearizable reads from its cache without a query (another instance that writes waits for it to end, at most this long); 0 turns it off.',
   },
   {
     name: 'auto-compaction-mode',

@@ -24,6 +24,8 @@ export interface StartOptions {
   dataDir?: string;
   /** SQL backends: memory budget of the read cache in bytes (default 256 MiB; 0 turns it off). */
   readCacheBytes?: number;
+  /** SQL backends: length of the read lease in ms (default 2000; 0 turns it off): alone on its database, an instance answers linearizable reads without a query. */
+  readLeaseMs?: number;
   /** etcd's --quota-backend-bytes (default 2 GiB). */
   quotaBackendBytes?: number;
   /** etcd's --auth-token-ttl, seconds (default 300). */
@@ -59,6 +61,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     autoCompactionCheckMs: options.autoCompaction?.checkIntervalMs,
     dataDir: options.dataDir ?? config.dataDir,
     readCacheBytes: options.readCacheBytes ?? config.readCacheBytes,
+    readLease: options.readLeaseMs ?? config.readLease,
     quotaBackendBytes: options.quotaBackendBytes ?? config.quotaBackendBytes,
     authTokenTtl: options.authTokenTtl ?? config.authTokenTtl,
   };

@@ -41,7 +41,7 @@ describe('read cache', () => {
   });
   const instance = async () => {
     const inner = counted(createDriver(backend.url, { dataDir: '/nonexistent', readCacheBytes: 0 }));
-    const cached = new ReadCachedDriver(inner, 64 << 20);
+    const cached = new ReadCachedDriver(inner, { maxBytes: 64 << 20 });
     await cached.open();
     open.push(cached);
     return { inner, cached };

@@ -41,6 +41,16 @@ const leasesAndShared = (engine: string): string[] => [
   `CREATE TABLE IF NOT EXISTS etcd_members (id VARCHAR(24) NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, client_urls TEXT NOT NULL, heartbeat_at BIGINT NOT NULL)${engine}`,
 ];
 
+// The read lease (drivers/read-lease.ts): one row, read by every writer under the revision lock.
+const readLease = (engine: string): string[] => [
+  `CREATE TABLE IF NOT EXISTS etcd_read_lease (id INT NOT NULL PRIMARY KEY, holder VARCHAR(24) NULL, seq BIGINT NOT NULL, ms INT NOT NULL, revoked TINYINT NOT NULL)${engine}`,
+  'INSERT IGNORE INTO etcd_read_lease (id, holder, seq, ms, revoked) VALUES (1, NULL, 0, 0, 0)',
+];
+
+/** Locks the meta row (the revision lock) and the read lease row, and returns both. */
+const BEGIN_WRITE =
+  'SELECT m.revision, m.compact_revision, l.holder AS lease_holder, l.seq AS lease_seq, l.ms AS lease_ms, l.revoked AS lease_revoked FROM etcd_meta m, etcd_read_lease l WHERE m.id = 1 AND l.id = 1';
+
 function dialect(name: 'mysql' | 'tidb'): Dialect {
   return {
     name,
@@ -54,7 +64,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     startWrite: `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ${name === 'tidb' ? 'BEGIN PESSIMISTIC' : 'START TRANSACTION'}`,
     // TiDB takes one characteristic here, and its START TRANSACTION always takes the snapshot at once.
     startSnapshot: name === 'tidb' ? 'START TRANSACTION WITH CONSISTENT SNAPSHOT' : 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
-    beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1 FOR UPDATE',
+    beginWrite: `${BEGIN_WRITE} FOR UPDATE`,
     beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
     least: (a, b) => `LEAST(${a}, ${b})`,
     insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
@@ -68,7 +78,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
       `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
        ON DUPLICATE KEY UPDATE ${columns.filter((c) => c !== key).map((c) => `${c} = VALUES(${c})`).join(', ')}`,
     nowMs: 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)',
-    migrations: [ddl(name === 'tidb' ? '' : ' ENGINE=InnoDB'), leasesAndShared(name === 'tidb' ? '' : ' ENGINE=InnoDB')],
+    migrations: [ddl(name === 'tidb' ? '' : ' ENGINE=InnoDB'), leasesAndShared(name === 'tidb' ? '' : ' ENGINE=InnoDB'), readLease(name === 'tidb' ? '' : ' ENGINE=InnoDB')],
   };
 }
 

@@ -19,12 +19,20 @@ import type { KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
 import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
 import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement } from './sql-client';
+import { LeaseFence, LeaseHeld, leaseRow } from './lease-fence';
+import type { LeaseGrant, ReadLeaseStore } from '../read-lease';
+import { StorageUnavailableError } from '../../src/errors';
 
 const KV_SELECT = 'k, v, create_revision, mod_revision, version, lease';
 const LOG_SELECT = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
 /** Revisions per compaction step: each is one short transaction. */
 const COMPACT_WINDOW = 500;
 const WRITE_ATTEMPTS = 8;
+/** How often a write waiting for another instance's read lease looks again. */
+const LEASE_RECHECK_MS = 20;
+/** A write gives up (UNAVAILABLE) if another instance's read lease is not gone by then; it always is, barring bugs. */
+const LEASE_WAIT_LIMIT_MS = 60_000;
+const RELEASE_LEASE = 'UPDATE etcd_read_lease SET holder = NULL, revoked = 0 WHERE id = 1';
 
 function where(r: KeyRange, column = 'k'): { sql: string; params: unknown[] } {
   if (r.end === null) return { sql: `${column} = ?`, params: [r.key] };
@@ -64,9 +72,11 @@ function entryFromRow(row: Row): LogEntry {
   };
 }
 
-export class SqlDriver implements Driver {
+export class SqlDriver implements Driver, ReadLeaseStore {
   readonly kind: string;
   clusterId = '';
+  /** Keeps this instance's writes out while another instance holds the read lease. */
+  readonly fence = new LeaseFence();
 
   constructor(
     private readonly client: SqlClient,
@@ -157,9 +167,12 @@ export class SqlDriver implements Driver {
   }
 
   async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.client.transaction({ sql: this.dialect.beginWrite, params: [] }, async (tx, locked) => {
+          const lease = this.fence.check(leaseRow(locked));
+          if (lease === 'wait') throw new LeaseHeld(String(locked.lease_holder));
           const staged: WriteSet[] = [];
           let compactTo: number | null = null;
           const view = this.view(tx, locked);
@@ -174,13 +187,58 @@ export class SqlDriver implements Driver {
             setCompactRevision: async (rev) => void (compactTo = rev),
           };
           const value = await fn(txn);
-          return { value, commit: this.commitStatements(staged, compactTo) };
+          const commit = this.commitStatements(staged, compactTo);
+          // Nobody renewed it for its whole length: its holder has stopped serving from it.
+          if (lease === 'clear') commit.unshift({ sql: RELEASE_LEASE, params: [] });
+          return { value, commit };
         });
       } catch (err) {
+        if (err instanceof LeaseHeld) {
+          if (performance.now() - started > LEASE_WAIT_LIMIT_MS) throw new StorageUnavailableError(err);
+          this.fence.waits++;
+          // Ask the holder to give it up (it stops renewing), then look again.
+          await this.client.run('UPDATE etcd_read_lease SET revoked = 1 WHERE id = 1 AND holder = ?', [err.holder]);
+          await new Promise((r) => setTimeout(r, LEASE_RECHECK_MS));
+          attempt--;
+          continue;
+        }
         if (!(err instanceof RetryableError) || attempt >= WRITE_ATTEMPTS) throw err;
         await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
       }
     }
+  }
+
+  /**
+   * Takes (when `take`) or renews the read lease for `holder`, under the
+   * revision lock: a write that committed before is in the revision returned,
+   * and none can commit after until the lease is gone. Null: not ours (held
+   * by another instance, or revoked by a waiting writer: then given up).
+   */
+  leaseRenew(holder: string, ms: number, take: boolean): Promise<LeaseGrant | null> {
+    this.fence.self = holder;
+    return this.client.transaction({ sql: this.dialect.beginWrite, params: [] }, async (_tx, locked) => {
+      const row = leaseRow(locked);
+      const grant = { revision: Number(locked.revision), compactRevision: Number(locked.compact_revision) };
+      if (row.holder === holder && Number(locked.lease_revoked) === 0) {
+        return { value: grant, commit: [{ sql: 'UPDATE etcd_read_lease SET seq = seq + 1, ms = ? WHERE id = 1', params: [ms] }] };
+      }
+      if (row.holder === holder) return { value: null, commit: [{ sql: RELEASE_LEASE, params: [] }] };
+      if (row.holder === null && take) {
+        return { value: grant, commit: [{ sql: 'UPDATE etcd_read_lease SET holder = ?, seq = seq + 1, ms = ?, revoked = 0 WHERE id = 1', params: [holder, ms] }] };
+      }
+      return { value: null, commit: [] };
+    });
+  }
+
+  /** Who holds the read lease now (its holder id), if anyone. */
+  async leaseHolder(): Promise<string | null> {
+    const [row] = await this.client.all('SELECT holder FROM etcd_read_lease WHERE id = 1');
+    return row.holder === null || row.holder === undefined ? null : String(row.holder);
+  }
+
+  /** Gives the read lease up (call only once no read is served from it). */
+  async leaseRelease(holder: string): Promise<void> {
+    await this.client.run(`${RELEASE_LEASE} AND holder = ?`, [holder]);
   }
 
   private async getMany(tx: SqlExecutor, keys: Buffer[]): Promise<(KeyValue | null)[]> {

@@ -10,7 +10,9 @@ export const sqliteDialect: Dialect = {
   // The SQLite client opens transactions itself (BEGIN IMMEDIATE for writes, BEGIN on a read connection).
   startWrite: '',
   startSnapshot: '',
-  beginWrite: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
+  // The meta row and the read lease row (drivers/read-lease.ts); BEGIN IMMEDIATE already holds the write lock.
+  beginWrite:
+    'SELECT m.revision, m.compact_revision, l.holder AS lease_holder, l.seq AS lease_seq, l.ms AS lease_ms, l.revoked AS lease_revoked FROM etcd_meta m, etcd_read_lease l WHERE m.id = 1 AND l.id = 1',
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   least: (a, b) => `MIN(${a}, ${b})`,
   insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
@@ -58,6 +60,10 @@ export const sqliteDialect: Dialect = {
       'CREATE TABLE IF NOT EXISTS etcd_leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, expires_at INTEGER NOT NULL)',
       'CREATE TABLE IF NOT EXISTS etcd_docs (name TEXT PRIMARY KEY, version INTEGER NOT NULL, value BLOB NOT NULL)',
       'CREATE TABLE IF NOT EXISTS etcd_members (id TEXT PRIMARY KEY, name TEXT NOT NULL, client_urls TEXT NOT NULL, heartbeat_at INTEGER NOT NULL)',
+    ],
+    [
+      'CREATE TABLE IF NOT EXISTS etcd_read_lease (id INTEGER PRIMARY KEY, holder TEXT, seq INTEGER NOT NULL, ms INTEGER NOT NULL, revoked INTEGER NOT NULL)',
+      'INSERT OR IGNORE INTO etcd_read_lease (id, holder, seq, ms, revoked) VALUES (1, NULL, 0, 0, 0)',
     ],
   ],
 };

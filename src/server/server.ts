@@ -76,7 +76,7 @@ export class EtcdAdapterServer {
 
   private async open(): Promise<void> {
     const { config } = this;
-    const driver = createDriver(config.backend, { dataDir: config.dataDir, readCacheBytes: config.readCacheBytes, log });
+    const driver = createDriver(config.backend, { dataDir: config.dataDir, readCacheBytes: config.readCacheBytes, readLeaseMs: config.readLease, log });
     await driver.open();
     const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps }));
     await store.open();
