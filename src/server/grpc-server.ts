@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CallMeta, ServiceHandlers } from '../api/context';
 import { toStatus, unimplemented } from '../errors';
 import { packageDefinition } from '../proto';
+import type { FastMethod } from './grpc-fast-unary';
 
 export type StreamHandler = (call: grpc.ServerDuplexStream<any, any> | grpc.ServerWritableStream<any, any>) => void;
 
@@ -50,4 +51,18 @@ export function createGrpcServer(services: GrpcServices, options: grpc.ServerOpt
     server.addService(service, impl);
   }
   return server;
+}
+
+/** The unary methods that have a handler, by HTTP/2 path, for the short road (grpc-fast-unary.ts). */
+export function fastUnaryMethods(unary: GrpcServices['unary']): Map<string, FastMethod> {
+  const out = new Map<string, FastMethod>();
+  for (const [serviceName, def] of Object.entries(packageDefinition)) {
+    if (!def || typeof def !== 'object' || 'format' in def) continue;
+    for (const [method, m] of Object.entries(def as grpc.ServiceDefinition)) {
+      const handler = unary[serviceName]?.[method];
+      if (m.requestStream || m.responseStream || !handler) continue;
+      out.set(m.path, { decode: (buf) => m.requestDeserialize(buf), encode: (res) => m.responseSerialize(res), handler });
+    }
+  }
+  return out;
 }

@@ -27,7 +27,8 @@ import { WatchHub } from '../mvcc/watch-hub';
 import { protoRoot } from '../proto';
 import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
-import { createGrpcServer } from './grpc-server';
+import { createGrpcServer, fastUnaryMethods } from './grpc-server';
+import { installFastUnary, type FastMethod } from './grpc-fast-unary';
 import { keepAliveStream } from './grpc-lease';
 import { watchStream } from './grpc-watch';
 import { goStatusText, unimplemented } from '../errors';
@@ -56,6 +57,9 @@ export class EtcdAdapterServer {
   private auth: AuthStore | null = null;
   private alarms: Alarms | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  private fastMethods = new Map<string, FastMethod>();
+  /** Whether unary calls take the short road past grpc-js (grpc-fast-unary.ts). */
+  fastUnary = false;
   private closing: Promise<void> | null = null;
 
   constructor(readonly config: Config) {
@@ -124,6 +128,7 @@ export class EtcdAdapterServer {
     };
     const snapshot = unimplemented(SNAPSHOT_UNSUPPORTED);
 
+    this.fastMethods = fastUnaryMethods(unary);
     this.grpcServer = createGrpcServer(
       {
         unary,
@@ -171,6 +176,7 @@ export class EtcdAdapterServer {
 
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
     const injector = this.grpcServer!.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.fastUnary = installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES) > 0;
     const httpServer = this.httpServer!;
     const urls: string[] = [];
     for (const raw of this.config.listenClientUrls) {

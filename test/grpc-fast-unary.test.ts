@@ -1,0 +1,177 @@
+// The short road for unary calls (src/server/grpc-fast-unary.ts) must answer
+// exactly as grpc-js does. Differential: the same handlers behind two
+// servers, one plain grpc-js and one with the short road installed, and the
+// same calls to both, from grpc-js clients and from a raw HTTP/2 client for
+// what clients never send (no message, two messages, a bad grpc-timeout).
+// It also pins that the short road is found at all with the grpc-js we ship.
+import { describe, it, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { installFastUnary, type FastMethod } from '../src/server/grpc-fast-unary';
+import { callMeta } from '../src/server/grpc-server';
+import { EtcdError, toStatus } from '../src/errors';
+
+const identity = (b: Buffer) => b;
+const MAX = 1024;
+const PATH = '/test.Echo/Echo';
+const service: grpc.ServiceDefinition = {
+  Echo: { path: PATH, requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+};
+
+/** The handler behind both servers: echoes, fails with an etcd error, waits, or reports the token. */
+async function handler(req: unknown, meta: { token?: string }): Promise<unknown> {
+  const text = (req as Buffer).toString();
+  if (text === 'fail') throw new EtcdError(grpc.status.FAILED_PRECONDITION, 'etcdserver: a test failure, with spaces & %');
+  if (text === 'crash') throw new Error('boom');
+  if (text === 'slow') await new Promise((r) => setTimeout(r, 300));
+  if (text === 'token') return Buffer.from(String(meta.token));
+  return Buffer.from(`echo:${text}`);
+}
+
+interface Running {
+  port: number;
+  installed: number;
+  close(): void;
+}
+
+/** A grpc-js server fed through a connection injector, as ours is; with or without the short road. */
+async function serve(fast: boolean): Promise<Running> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX });
+  server.addService(service, {
+    Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      handler(call.request, callMeta(call.metadata)).then(
+        (res) => cb(null, res as Buffer),
+        (err) => cb(toStatus(err)),
+      );
+    },
+  });
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const methods = new Map<string, FastMethod>([[PATH, { decode: identity, encode: (r) => r as Buffer, handler }]]);
+  const installed = fast ? installFastUnary(server, methods, MAX) : 0;
+  const tcp = net.createServer((socket) => injector.injectConnection(socket));
+  const port = await new Promise<number>((resolve) => tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as net.AddressInfo).port)));
+  return {
+    port,
+    installed,
+    close: () => {
+      tcp.close();
+      server.forceShutdown();
+    },
+  };
+}
+
+interface Outcome {
+  code: number;
+  details?: string;
+  value?: string;
+}
+
+function call(port: number, body: Buffer, opts: { token?: string; deadlineMs?: number; gzip?: boolean } = {}): Promise<Outcome> {
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), opts.gzip ? { 'grpc.default_compression_algorithm': 2 } : {});
+  const md = new grpc.Metadata();
+  if (opts.token) md.set('token', opts.token);
+  const options = opts.deadlineMs ? { deadline: Date.now() + opts.deadlineMs } : {};
+  return new Promise((resolve) => {
+    (client as any).Echo(body, md, options, (err: grpc.ServiceError | null, res?: Buffer) => {
+      client.close();
+      resolve(err ? { code: err.code, details: err.details } : { code: 0, value: res!.toString() });
+    });
+  });
+}
+
+/** A raw HTTP/2 unary request: the status, message and body bytes it got. */
+function raw(port: number, frames: Buffer, extra: http2.OutgoingHttpHeaders = {}): Promise<{ status?: string; message?: string; body: string; contentType?: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers', ...extra });
+    let status: string | undefined;
+    let message: string | undefined;
+    let contentType: string | undefined;
+    const chunks: Buffer[] = [];
+    const take = (h: http2.IncomingHttpHeaders) => {
+      if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+      if (h['grpc-message'] !== undefined) message = String(h['grpc-message']);
+      if (h['content-type'] !== undefined) contentType = String(h['content-type']);
+    };
+    req.on('response', take);
+    req.on('trailers', take);
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('close', () => {
+      session.close();
+      resolve({ status, message, contentType, body: Buffer.concat(chunks).toString('hex') });
+    });
+    req.end(frames);
+  });
+}
+
+const frame = (text: string) => {
+  const body = Buffer.from(text);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(body.length, 1);
+  return Buffer.concat([head, body]);
+};
+
+describe('short road for unary gRPC calls', () => {
+  let plain: Running;
+  let fast: Running;
+  before(async () => {
+    plain = await serve(false);
+    fast = await serve(true);
+  });
+  after(() => {
+    plain.close();
+    fast.close();
+  });
+
+  it('is installed on the HTTP/2 server grpc-js made (a private field of grpc-js)', () => {
+    assert.equal(fast.installed, 1);
+  });
+
+  const cases: [string, Buffer, Parameters<typeof call>[2]][] = [
+    ['an answer', Buffer.from('hello'), {}],
+    ['an empty message', Buffer.alloc(0), {}],
+    ['an etcd error (status text percent-encoded on the wire)', Buffer.from('fail'), {}],
+    ['an unexpected error', Buffer.from('crash'), {}],
+    ['metadata: the auth token', Buffer.from('token'), { token: 'tok-1' }],
+    ['a message over the size limit', Buffer.alloc(MAX + 1, 0x61), {}],
+    ['a compressed request (left to grpc-js)', Buffer.from('squeezed'), { gzip: true }],
+  ];
+  for (const [name, body, opts] of cases) {
+    it(`answers as grpc-js does: ${name}`, async () => {
+      const want = await call(plain.port, body, opts);
+      const got = await call(fast.port, body, opts);
+      assert.deepEqual(got, want);
+    });
+  }
+
+  const rawCases: [string, Buffer, http2.OutgoingHttpHeaders][] = [
+    ['a well-formed request', frame('raw'), {}],
+    ['no message at all', Buffer.alloc(0), {}],
+    ['two messages', Buffer.concat([frame('a'), frame('b')]), {}],
+    ['a bad grpc-timeout', frame('x'), { 'grpc-timeout': 'soon' }],
+    ['a message cut short', frame('whole').subarray(0, 7), {}],
+    ['a second message cut short', Buffer.concat([frame('a'), frame('bb').subarray(0, 6)]), {}],
+    ['the compressed flag under the identity encoding', Buffer.concat([Buffer.from([1]), frame('flagged').subarray(1)]), {}],
+    ['a deadline that passes first', frame('slow'), { 'grpc-timeout': '50m' }],
+    ['a deadline long enough', frame('slow'), { 'grpc-timeout': '5S' }],
+    ['a declared length over the limit', Buffer.from([0, 0, 0, 0x10, 0]), {}],
+  ];
+  it('a client deadline that passes first ends the call on both', async () => {
+    const want = await call(plain.port, Buffer.from('slow'), { deadlineMs: 50 });
+    const got = await call(fast.port, Buffer.from('slow'), { deadlineMs: 50 });
+    assert.equal(want.code, grpc.status.DEADLINE_EXCEEDED);
+    assert.equal(got.code, want.code);
+  });
+
+  for (const [name, frames, extra] of rawCases) {
+    it(`answers as grpc-js does on the wire: ${name}`, async () => {
+      const want = await raw(plain.port, frames, extra);
+      const got = await raw(fast.port, frames, extra);
+      assert.deepEqual(got, want);
+    });
+  }
+});
