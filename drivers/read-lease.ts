@@ -10,7 +10,11 @@
 //
 // Safety rests on elapsed time, not on clocks agreeing: the lease counts from
 // before the renewal was sent, ends `margin` early, and a writer elsewhere
-// waits the whole length after it last saw the lease renewed.
+// waits the whole length after it last saw the lease renewed. The holder
+// measures that time on both its monotonic and its wall clock and stops at
+// whichever ends first: a virtual machine that was paused or suspended wakes
+// with a monotonic clock that missed the pause, and a wall clock that is set
+// right soon after.
 //
 // It is only taken by an instance that sees no other live member: with
 // several instances, it would make their writes wait. Another instance that
@@ -49,6 +53,8 @@ export class ReadLease {
   readonly holder = (BigInt(Math.floor(Math.random() * 2 ** 31)) * 2n ** 32n + BigInt(Math.floor(Math.random() * 2 ** 32))).toString();
   /** Reads may skip the ReadIndex until this time (performance.now()); 0: not held. */
   private until = 0;
+  /** The same end by the wall clock, which a suspended machine catches up on (the monotonic clock does not). */
+  private untilWall = 0;
   /** The revision the lease was last taken or renewed at (reads wait for the cache to reach it). */
   private granted: LeaseGrant = { revision: 0, compactRevision: -1 };
   private held = false;
@@ -84,7 +90,7 @@ export class ReadLease {
 
   /** The grant, if the lease is held and may be relied on now. */
   current(): LeaseGrant | null {
-    return this.held && this.vouchedFor === this.suspensions && performance.now() < this.until ? this.granted : null;
+    return this.held && this.vouchedFor === this.suspensions && performance.now() < this.until && Date.now() < this.untilWall ? this.granted : null;
   }
 
   /** After a write of ours whose outcome is unknown: rely on the lease again only from a renewal sent later. */
@@ -120,6 +126,7 @@ export class ReadLease {
       }
       if (!this.held && performance.now() < this.notBefore) return;
       const sent = performance.now();
+      const sentWall = Date.now();
       const suspensions = this.suspensions;
       const grant = await this.store.leaseRenew(this.holder, this.opts.ms, !this.held);
       if (!this.timer) {
@@ -133,6 +140,7 @@ export class ReadLease {
         this.granted = grant;
         this.vouchedFor = suspensions;
         this.until = sent + this.opts.ms - this.margin;
+        this.untilWall = sentWall + this.opts.ms - this.margin;
       } else if (this.held) {
         // Revoked by another instance's write (the store released it): keep away for a while.
         this.held = false;
