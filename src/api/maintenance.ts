@@ -29,9 +29,9 @@ export function maintenanceService(api: ApiContext, alarms: Alarms): ServiceHand
     },
     // etcd answers Alarm and Defragment without a header.
     Alarm: async (req) => {
-      const list = req.action === 0 ? alarms.list() : await alarms.change(req.action, String(req.memberID), req.alarm);
-      const shown = req.action === 0 && req.memberID !== '0' ? list.filter((a) => a.memberID === String(req.memberID)) : list;
-      return { alarms: shown.map((a) => ({ memberID: uint64(a.memberID), alarm: a.alarm })) };
+      // GET: every alarm of the type asked (NONE: all), whatever the member, as etcd's alarm store.
+      const list = req.action === 0 ? alarms.list().filter((a) => !req.alarm || a.alarm === req.alarm) : await alarms.change(req.action, String(req.memberID), req.alarm);
+      return { alarms: list.map((a) => ({ memberID: uint64(a.memberID), alarm: a.alarm })) };
     },
     Defragment: async () => {
       await store.driver.defragment?.();

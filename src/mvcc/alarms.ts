@@ -75,23 +75,28 @@ export class Alarms {
     this.size += bytes;
   }
 
-  /** The Alarm RPC's ACTIVATE and DEACTIVATE. */
+  /**
+   * The Alarm RPC's ACTIVATE and DEACTIVATE. As etcd, answers with the alarm
+   * acted on: the one raised (or already up), the one cleared, or none when
+   * there was nothing to clear.
+   */
   async change(action: number, memberID: string, alarm: number): Promise<AlarmMember[]> {
-    const { list, version } = await this.store.write({
+    const { list, version, touched } = await this.store.write({
       run: async (view) => {
         const doc = await view.doc(DOC);
         let list = (doc?.value as AlarmMember[] | undefined) ?? [];
+        const member = { memberID, alarm };
         const has = list.some((a) => a.memberID === memberID && a.alarm === alarm);
-        if (action === AlarmAction.ACTIVATE && !has) list = [...list, { memberID, alarm }];
+        if (action === AlarmAction.ACTIVATE && !has) list = [...list, member];
         else if (action === AlarmAction.DEACTIVATE && has) list = list.filter((a) => !(a.memberID === memberID && a.alarm === alarm));
-        else return { list, version: doc?.version ?? 0 };
+        else return { list, version: doc?.version ?? 0, touched: action === AlarmAction.ACTIVATE ? [member] : [] };
         const version = (doc?.version ?? 0) + 1;
         view.putDoc(DOC, { version, value: list });
-        return { list, version };
+        return { list, version, touched: [member] };
       },
     });
     this.alarms = list;
     this.version = version;
-    return list;
+    return touched;
   }
 }
