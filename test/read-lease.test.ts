@@ -123,6 +123,34 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
       assert.equal(await get(b.cached, 'k'), 'w');
     });
 
+    it('two adapter processes: a write through the second is read through the holder at once', async () => {
+      backend = await freshBackend(kind);
+      const enc = (t: string) => Buffer.from(t).toString('base64');
+      const call = async (url: string, path: string, body: object) => (await fetch(`${url}/v3/kv/${path}`, { method: 'POST', body: JSON.stringify(body) })).json() as Promise<any>;
+      const read = async (url: string) => {
+        const r = await call(url, 'range', { key: enc('k') });
+        return r.kvs ? Buffer.from(r.kvs[0].value, 'base64').toString() : null;
+      };
+      const a = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`]);
+      let b: Awaited<ReturnType<typeof spawnAdapter>> | null = null;
+      try {
+        await call(a.url, 'put', { key: enc('k'), value: enc('from a') });
+        await waitFor('a to take the lease', async () => {
+          await read(a.url);
+          return a.log().includes('read lease taken') ? true : undefined;
+        });
+        b = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`]);
+        // Each write through b, then at once a read through a: linearizable reads see it every time.
+        for (let i = 0; i < 20; i++) {
+          await call(b.url, 'put', { key: enc('k'), value: enc(`from b ${i}`) });
+          assert.equal(await read(a.url), `from b ${i}`);
+        }
+      } finally {
+        await b?.stop();
+        await a.stop();
+      }
+    });
+
     it('a holder killed with SIGKILL holds writes elsewhere only until its lease runs out', async () => {
       backend = await freshBackend(kind);
       const holder = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`]);
