@@ -5,7 +5,11 @@ import type { BenchServer } from './servers';
 
 export const THREADS = 2;
 
-export async function kvTable(ref: BenchServer, ours: BenchServer, goals: { put: number; range: number }): Promise<string> {
+/**
+ * `second` starts another instance on the same database (SQL backends): with it alive, `ours`
+ * gives up the read lease and each batch of linearizable reads costs a ReadIndex query.
+ */
+export async function kvTable(ref: BenchServer, ours: BenchServer, goals: { put: number; range: number }, second?: () => Promise<BenchServer>): Promise<string> {
   const rows: Row[] = [];
   const base = { warmupMs: 1000, durationMs: seconds * 1000, keySpace: 100_000, keyBytes: 8, valueBytes: 256 };
   const scenarios: [op: 'put' | 'range', clients: number, serializable: boolean][] = [['put', 16, false], ['put', 1, false], ['range', 16, false], ['range', 1, false]];
@@ -17,6 +21,16 @@ export async function kvTable(ref: BenchServer, ours: BenchServer, goals: { put:
     if (reference.errors || mine.errors) console.error(`${ours.name} ${op} x${clients}: errors etcd=${reference.errors} ours=${mine.errors}`);
     const name = `${op}${serializable ? ' (serializable)' : ''}, ${clients} client${clients > 1 ? 's' : ''}`;
     rows.push({ scenario: name, reference, ours: mine, goal: clients === 16 && !serializable ? goals[op] : undefined });
+  }
+  if (second) {
+    const other = await second();
+    try {
+      const measure = (s: BenchServer) => runLoad({ ...base, endpoint: s.endpoint, op: 'range', serializable: false }, 16, THREADS);
+      const [reference, mine] = await compare(ref, ours, measure);
+      rows.push({ scenario: 'range, 16 clients, a second instance alive (no read lease)', reference, ours: mine });
+    } finally {
+      await other.stop();
+    }
   }
   return table(`KV: ${ours.name} vs ${ref.name}`, ref.name, ours.name, rows);
 }

@@ -95,7 +95,8 @@ async function main(): Promise<void> {
       const db = await backendUrl(kind);
       const ours = await adapter(['--backend', db.url], kind);
       try {
-        if (suites.has('kv')) console.log(`${await kvTable(etcd, ours, GOALS[kind])}\n`);
+        const second = kind === 'memory' ? undefined : () => adapter(['--backend', db.url], `${kind} B`);
+        if (suites.has('kv')) console.log(`${await kvTable(etcd, ours, GOALS[kind], second)}\n`);
         if (suites.has('watch')) {
           console.log(`${await watchTable(etcd, ours, kind === 'memory' ? [[100, 10], [1000, 20]] : [[100, 10]])}\n`);
           if (kind === 'memory') console.log(`${await memoryLines(etcd, ours)}\n`);
