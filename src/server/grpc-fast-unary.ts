@@ -127,10 +127,11 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   stream.on('data', (chunk: Buffer) => {
     if (done) return;
     chunks.push(chunk);
+    const before = received;
     received += chunk.length;
-    if (received >= 5) {
-      const head = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      const length = head.readUInt32BE(1);
+    // The message's declared length, checked once: as soon as its 5-byte prefix is in.
+    if (before < 5 && received >= 5) {
+      const length = (chunks.length === 1 ? chunk : Buffer.concat(chunks)).readUInt32BE(1);
       if (length > maxReceiveBytes) fail(STATUS_RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${maxReceiveBytes})`);
     }
   });
