@@ -2,7 +2,7 @@
 // `SELECT ... FOR UPDATE` on the meta row (TiDB: in a pessimistic transaction).
 // Keys are VARBINARY(2048): an index entry (key, revision, sub) must stay under
 // InnoDB's and TiDB's 3072-byte limit.
-import type { Dialect } from '../sql/dialect';
+import { WRITE_LOCK_SELECT, type Dialect } from '../sql/dialect';
 
 const ddl = (engine: string): string[] => [
   `CREATE TABLE IF NOT EXISTS etcd_meta (
@@ -47,10 +47,6 @@ const readLease = (engine: string): string[] => [
   'INSERT IGNORE INTO etcd_read_lease (id, holder, seq, ms, revoked) VALUES (1, NULL, 0, 0, 0)',
 ];
 
-/** Locks the meta row (the revision lock) and the read lease row, and returns both. */
-const BEGIN_WRITE =
-  'SELECT m.revision, m.compact_revision, l.holder AS lease_holder, l.seq AS lease_seq, l.ms AS lease_ms, l.revoked AS lease_revoked FROM etcd_meta m, etcd_read_lease l WHERE m.id = 1 AND l.id = 1';
-
 function dialect(name: 'mysql' | 'tidb'): Dialect {
   return {
     name,
@@ -64,7 +60,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     startWrite: `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ${name === 'tidb' ? 'BEGIN PESSIMISTIC' : 'START TRANSACTION'}`,
     // TiDB takes one characteristic here, and its START TRANSACTION always takes the snapshot at once.
     startSnapshot: name === 'tidb' ? 'START TRANSACTION WITH CONSISTENT SNAPSHOT' : 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
-    beginWrite: `${BEGIN_WRITE} FOR UPDATE`,
+    beginWrite: `${WRITE_LOCK_SELECT} FOR UPDATE`,
     beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
     least: (a, b) => `LEAST(${a}, ${b})`,
     insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',

@@ -43,6 +43,13 @@ export interface Dialect {
   readonly schemaLock?: { acquire: string; release: string };
 }
 
+/**
+ * The meta row (the revision lock) joined with the read lease row (drivers/read-lease.ts):
+ * what every writer reads first, under its lock. Dialects add their locking clause.
+ */
+export const WRITE_LOCK_SELECT =
+  'SELECT m.revision, m.compact_revision, l.holder AS lease_holder, l.seq AS lease_seq, l.ms AS lease_ms, l.revoked AS lease_revoked FROM etcd_meta m, etcd_read_lease l WHERE m.id = 1 AND l.id = 1';
+
 /** Columns of etcd_log in the order the driver writes them. */
 export const LOG_COLUMNS = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
 

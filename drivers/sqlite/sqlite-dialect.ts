@@ -1,5 +1,5 @@
 // SQLite: the embedded default. BEGIN IMMEDIATE is the revision lock.
-import type { Dialect } from '../sql/dialect';
+import { WRITE_LOCK_SELECT, type Dialect } from '../sql/dialect';
 
 export const sqliteDialect: Dialect = {
   name: 'sqlite',
@@ -10,9 +10,8 @@ export const sqliteDialect: Dialect = {
   // The SQLite client opens transactions itself (BEGIN IMMEDIATE for writes, BEGIN on a read connection).
   startWrite: '',
   startSnapshot: '',
-  // The meta row and the read lease row (drivers/read-lease.ts); BEGIN IMMEDIATE already holds the write lock.
-  beginWrite:
-    'SELECT m.revision, m.compact_revision, l.holder AS lease_holder, l.seq AS lease_seq, l.ms AS lease_ms, l.revoked AS lease_revoked FROM etcd_meta m, etcd_read_lease l WHERE m.id = 1 AND l.id = 1',
+  // BEGIN IMMEDIATE already holds the write lock.
+  beginWrite: WRITE_LOCK_SELECT,
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   least: (a, b) => `MIN(${a}, ${b})`,
   insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
