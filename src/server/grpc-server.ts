@@ -21,11 +21,16 @@ export function callMeta(metadata: grpc.Metadata): CallMeta {
   return { token: token === undefined ? undefined : String(token) };
 }
 
+/** Every service in proto/, by full name (the package definition also holds message types). */
+function serviceDefinitions(): [string, grpc.ServiceDefinition][] {
+  return Object.entries(packageDefinition)
+    .filter(([, def]) => def && typeof def === 'object' && !('format' in def))
+    .map(([name, def]) => [name, def as grpc.ServiceDefinition]);
+}
+
 export function createGrpcServer(services: GrpcServices, options: grpc.ServerOptions): grpc.Server {
   const server = new grpc.Server(options);
-  for (const [serviceName, def] of Object.entries(packageDefinition)) {
-    if (!def || typeof def !== 'object' || 'format' in def) continue; // message types
-    const service = def as grpc.ServiceDefinition;
+  for (const [serviceName, service] of serviceDefinitions()) {
     const handlers = services.unary[serviceName] ?? {};
     const impl: grpc.UntypedServiceImplementation = {};
     for (const [method, m] of Object.entries(service)) {
@@ -56,9 +61,8 @@ export function createGrpcServer(services: GrpcServices, options: grpc.ServerOpt
 /** The unary methods that have a handler, by HTTP/2 path, for the short road (grpc-fast-unary.ts). */
 export function fastUnaryMethods(unary: GrpcServices['unary']): Map<string, FastMethod> {
   const out = new Map<string, FastMethod>();
-  for (const [serviceName, def] of Object.entries(packageDefinition)) {
-    if (!def || typeof def !== 'object' || 'format' in def) continue;
-    for (const [method, m] of Object.entries(def as grpc.ServiceDefinition)) {
+  for (const [serviceName, service] of serviceDefinitions()) {
+    for (const [method, m] of Object.entries(service)) {
       const handler = unary[serviceName]?.[method];
       if (m.requestStream || m.responseStream || !handler) continue;
       out.set(m.path, { decode: (buf) => m.requestDeserialize(buf), encode: (res) => m.responseSerialize(res), handler });

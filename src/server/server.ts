@@ -57,9 +57,8 @@ export class EtcdAdapterServer {
   private auth: AuthStore | null = null;
   private alarms: Alarms | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Unary methods for the short road past grpc-js (grpc-fast-unary.ts), installed once the listener exists. */
   private fastMethods = new Map<string, FastMethod>();
-  /** Whether unary calls take the short road past grpc-js (grpc-fast-unary.ts). */
-  fastUnary = false;
   private closing: Promise<void> | null = null;
 
   constructor(readonly config: Config) {
@@ -176,7 +175,7 @@ export class EtcdAdapterServer {
 
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
     const injector = this.grpcServer!.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-    this.fastUnary = installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES) > 0;
+    installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES) > 0;
     const httpServer = this.httpServer!;
     const urls: string[] = [];
     for (const raw of this.config.listenClientUrls) {
