@@ -15,19 +15,20 @@ export async function kvTable(ref: BenchServer, ours: BenchServer, goals: { put:
   const scenarios: [op: 'put' | 'range', clients: number, serializable: boolean][] = [['put', 16, false], ['put', 1, false], ['range', 16, false], ['range', 1, false]];
   // SQL backends: serializable reads skip the ReadIndex query, which shows what that round trip costs
   if (ours.name !== 'memory') scenarios.push(['range', 16, true]);
-  for (const [op, clients, serializable] of scenarios) {
+  const measureRow = async (scenario: string, op: 'put' | 'range', clients: number, serializable: boolean, goal?: number) => {
     const measure = (s: BenchServer) => runLoad({ ...base, endpoint: s.endpoint, op, serializable }, clients, THREADS);
     const [reference, mine] = await compare(ref, ours, measure);
-    if (reference.errors || mine.errors) console.error(`${ours.name} ${op} x${clients}: errors etcd=${reference.errors} ours=${mine.errors}`);
+    if (reference.errors || mine.errors) console.error(`${ours.name} ${scenario}: errors etcd=${reference.errors} ours=${mine.errors}`);
+    rows.push({ scenario, reference, ours: mine, goal });
+  };
+  for (const [op, clients, serializable] of scenarios) {
     const name = `${op}${serializable ? ' (serializable)' : ''}, ${clients} client${clients > 1 ? 's' : ''}`;
-    rows.push({ scenario: name, reference, ours: mine, goal: clients === 16 && !serializable ? goals[op] : undefined });
+    await measureRow(name, op, clients, serializable, clients === 16 && !serializable ? goals[op] : undefined);
   }
   if (second) {
     const other = await second();
     try {
-      const measure = (s: BenchServer) => runLoad({ ...base, endpoint: s.endpoint, op: 'range', serializable: false }, 16, THREADS);
-      const [reference, mine] = await compare(ref, ours, measure);
-      rows.push({ scenario: 'range, 16 clients, a second instance alive (no read lease)', reference, ours: mine });
+      await measureRow('range, 16 clients, a second instance alive (no read lease)', 'range', 16, false);
     } finally {
       await other.stop();
     }
