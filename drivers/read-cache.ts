@@ -21,7 +21,7 @@
 // Above its memory budget the cache turns itself off and every read (and log
 // read) goes to the database.
 import type BTree from 'sorted-btree';
-import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, ReadView, SharedDoc, WriteSet, WriteTxn } from '../src/mvcc/driver';
+import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type WriteSet, type WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
 import { ErrCompacted, EtcdError, StorageUnavailableError } from '../src/errors';
@@ -35,8 +35,6 @@ const PULL_REVISIONS = 1000;
 const RECENT_ENTRIES = 10_000;
 /** ReadIndex queries running at once (each on its own pooled connection). */
 const INDEX_QUERIES = 4;
-/** Another instance counts as alive with a heartbeat this recent (members heartbeat every 2 s). */
-const OTHERS_WITHIN_MS = 10_000;
 
 export interface ReadCacheOptions {
   /** Memory budget; above it the cache turns itself off. */
@@ -85,7 +83,7 @@ export class ReadCachedDriver implements Driver {
     if (opts.leaseStore && (opts.readLeaseMs ?? 0) > 0) {
       this.lease = new ReadLease(opts.leaseStore, {
         ms: opts.readLeaseMs!,
-        othersAlive: async () => (await this.inner.members(OTHERS_WITHIN_MS)).some((m) => m.id !== this.memberId),
+        othersAlive: async () => (await this.inner.members(MEMBER_ALIVE_MS)).some((m) => m.id !== this.memberId),
         wanted: () => this.enabled && this.memberId !== null,
         log: this.log,
       });

@@ -2,19 +2,18 @@
 // Each instance records a heartbeat in the store; MemberList shows those
 // heard from recently (so `etcdctl member list` shows every sidecar).
 import { unimplemented } from '../errors';
+import { MEMBER_ALIVE_MS } from '../mvcc/driver';
 import type { ApiContext, ServiceHandlers } from './context';
 import { RAFT_TERM, uint64 } from './identity';
 
 const MEMBERSHIP = 'membership is not managed through the etcd API: every etcd-adapter instance on the same store is a member';
-/** An instance not heard from for this long is left out of the list. */
-export const MEMBER_TIMEOUT_MS = 10_000;
 
 export function clusterService(api: ApiContext): ServiceHandlers {
   const { identity, store } = api;
   return {
     // Cluster answers carry no revision, as etcd's do.
     MemberList: async () => {
-      const live = await store.driver.members(MEMBER_TIMEOUT_MS).catch(() => []);
+      const live = await store.driver.members(MEMBER_ALIVE_MS).catch(() => []);
       const others = live.filter((m) => m.id !== identity.memberId);
       const members = [{ id: identity.memberId, name: identity.name, clientUrls: identity.clientUrls }, ...others];
       return {

@@ -59,6 +59,9 @@ export interface SharedDoc {
   value: unknown;
 }
 
+/** An instance counts as alive with a heartbeat this recent (instances heartbeat every 2 s). */
+export const MEMBER_ALIVE_MS = 10_000;
+
 /** An instance serving this store, as it last said so. */
 export interface MemberRecord {
   id: string;
