@@ -1,37 +1,112 @@
-// Stops and starts this machine's MariaDB (127.0.0.1:3306), for fault tests.
-// Starting uses the command the environment itself starts it with.
-import { execFile } from 'node:child_process';
+// A private MariaDB server for fault tests: its own temporary data directory,
+// its own port, started and stopped (killed, frozen, thawed) by the test. The
+// machine's shared MariaDB on 3306 is never touched by a fault test.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { promisify } from 'node:util';
-import * as net from 'node:net';
-import { waitFor } from './ports';
+import mysql from 'mysql2/promise';
+import { freePort, waitFor } from './ports';
 
 const run = promisify(execFile);
+const MARIADBD = '/usr/sbin/mariadbd';
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
+export interface PrivateMariadb {
+  port: number;
+  /** mysql://root@127.0.0.1:port (append /database). */
+  url: string;
+  /** A new empty database on it; returns its backend URL. */
+  createDatabase(): Promise<string>;
+  /** SIGKILL, as a crash. */
+  kill(): Promise<void>;
+  /** Start again on the same data directory and port (after kill or stop). */
+  start(): Promise<void>;
+  /** SIGSTOP: the process stays, connections stay open, nothing answers. */
+  freeze(): void;
+  /** SIGCONT. */
+  thaw(): void;
+  /** Stop for good and remove the data directory. */
+  destroy(): Promise<void>;
 }
 
-export async function mariadbAlive(): Promise<boolean> {
-  return run('mysqladmin', ['-uroot', '--connect-timeout=2', 'ping']).then(
-    () => true,
-    () => false,
-  );
+export function mariadbInstalled(): boolean {
+  return fs.existsSync(MARIADBD);
 }
 
-export async function stopMariadb(): Promise<void> {
-  await run('mysqladmin', ['-uroot', 'shutdown']).catch(() => undefined);
-  await waitFor('MariaDB to stop', async () => ((await portOpen(3306)) ? undefined : true), 60000);
+async function alive(port: number): Promise<boolean> {
+  try {
+    const c = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root', connectTimeout: 1000 });
+    await c.end();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-export async function startMariadb(): Promise<void> {
-  if (await mariadbAlive()) return;
-  await run('start-stop-daemon', ['--start', '--oknodo', '--background', '--exec', '/usr/sbin/mariadbd']);
-  await waitFor('MariaDB to serve', async () => ((await mariadbAlive()) ? true : undefined), 60000);
+export async function startPrivateMariadb(): Promise<PrivateMariadb> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-mariadb-'));
+  const data = path.join(dir, 'data');
+  await run('mariadb-install-db', ['--no-defaults', `--datadir=${data}`, '--user=root', '--skip-test-db', '--auth-root-authentication-method=normal']);
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+  let log = '';
+
+  const start = async () => {
+    const c = spawn(
+      MARIADBD,
+      [
+        '--no-defaults',
+        `--datadir=${data}`,
+        '--user=root',
+        `--port=${port}`,
+        '--bind-address=127.0.0.1',
+        `--socket=${path.join(dir, 'sock')}`,
+        `--pid-file=${path.join(dir, 'pid')}`,
+        '--skip-grant-tables',
+        '--skip-log-bin',
+        '--innodb-buffer-pool-size=32M',
+        '--innodb-log-file-size=16M',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child = c;
+    c.stderr!.on('data', (d) => (log = (log + d).slice(-4000)));
+    exited = new Promise((resolve) => c.once('exit', () => resolve()));
+    await waitFor(`private MariaDB on port ${port}`, async () => {
+      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`mariadbd exited: ${log}`);
+      return (await alive(port)) ? true : undefined;
+    }, 60000);
+  };
+
+  const kill = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+    await exited;
+  };
+
+  await start();
+  const url = `mysql://root@127.0.0.1:${port}`;
+  return {
+    port,
+    url,
+    async createDatabase() {
+      const name = `etcd_fault_${Math.random().toString(16).slice(2, 10)}`;
+      const c = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root' });
+      await c.query(`CREATE DATABASE ${name}`);
+      await c.end();
+      return `${url}/${name}`;
+    },
+    kill,
+    start,
+    freeze: () => void child?.kill('SIGSTOP'),
+    thaw: () => void child?.kill('SIGCONT'),
+    async destroy() {
+      await kill();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
