@@ -108,6 +108,56 @@ function raw(port: number, frames: Buffer, extra: http2.OutgoingHttpHeaders = {}
   });
 }
 
+/**
+ * A raw HTTP/2 request that never ends: `first`, then filler bytes, 16 KiB at
+ * a time, until the server answers (or `capBytes` were sent, then it ends).
+ * grpc-js answers as soon as the filler makes a second message or declares
+ * one over the limit; the server must never wait for the end of a flood.
+ */
+function flood(port: number, first: Buffer, fill: number, capBytes = 64 << 20): Promise<{ status?: string; message?: string; answeredWhileOpen: boolean }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers' });
+    let status: string | undefined;
+    let message: string | undefined;
+    let sent = 0;
+    let ended = false;
+    let answeredWhileOpen = false;
+    const take = (h: http2.IncomingHttpHeaders) => {
+      if (h['grpc-status'] !== undefined) {
+        status = String(h['grpc-status']);
+        answeredWhileOpen = !ended;
+      }
+      if (h['grpc-message'] !== undefined) message = String(h['grpc-message']);
+      // Answered: stop sending (a server may also have reset the stream already).
+      if (status !== undefined) setImmediate(() => req.close());
+    };
+    req.on('response', take);
+    req.on('trailers', take);
+    req.on('error', () => undefined);
+    req.on('data', () => undefined);
+    req.on('close', () => {
+      session.close();
+      resolve({ status, message, answeredWhileOpen });
+    });
+    const chunk = Buffer.alloc(16 * 1024, fill);
+    req.write(first);
+    const pump = () => {
+      while (status === undefined && !req.destroyed && !ended) {
+        if (sent >= capBytes) {
+          ended = true;
+          req.end();
+          return;
+        }
+        sent += chunk.length;
+        if (!req.write(chunk)) return void req.once('drain', pump);
+      }
+    };
+    pump();
+  });
+}
+
 const frame = (text: string) => {
   const body = Buffer.from(text);
   const head = Buffer.alloc(5);
@@ -166,6 +216,19 @@ describe('short road for unary gRPC calls', () => {
     assert.equal(want.code, grpc.status.DEADLINE_EXCEEDED);
     assert.equal(got.code, want.code);
   });
+
+  const floods: [string, number][] = [
+    ['a flood after the message that declares a length over the limit', 0x7f],
+    ['a flood after the message that makes a second message', 0],
+  ];
+  for (const [name, fill] of floods) {
+    it(`answers as grpc-js does, without waiting for the end: ${name}`, async () => {
+      const want = await flood(plain.port, frame('a'), fill);
+      const got = await flood(fast.port, frame('a'), fill);
+      assert.ok(want.answeredWhileOpen, 'grpc-js answers while the request is still open');
+      assert.deepEqual(got, want);
+    });
+  }
 
   for (const [name, frames, extra] of rawCases) {
     it(`answers as grpc-js does on the wire: ${name}`, async () => {

@@ -118,44 +118,98 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   const timeout = header(headers, 'grpc-timeout');
   if (timeout !== undefined) {
     const m = DEADLINE.exec(timeout);
-    if (!m) return void process.nextTick(() => fail(STATUS_INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
-    timer = setTimeout(() => fail(STATUS_DEADLINE_EXCEEDED, 'Deadline exceeded'), (Number(m[1]) * UNIT_MS[m[2]]) | 0);
+    if (!m) return void process.nextTick(() => refuse(STATUS_INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
+    timer = setTimeout(() => refuse(STATUS_DEADLINE_EXCEEDED, 'Deadline exceeded'), (Number(m[1]) * UNIT_MS[m[2]]) | 0);
   }
 
-  const chunks: Buffer[] = [];
-  let received = 0;
+  // The body is read as grpc-js's decoder reads it, message by message as the bytes arrive:
+  // the first message is kept (it is at most maxReceiveBytes), anything after it is only
+  // counted, and the answer goes out as soon as the bytes decide it. A client that keeps
+  // sending never makes the server hold more than one message and one frame.
+  const body = new UnaryBody(maxReceiveBytes);
+  let req: unknown;
+  let decoded = false;
   stream.on('data', (chunk: Buffer) => {
     if (done) return;
-    chunks.push(chunk);
-    const before = received;
-    received += chunk.length;
-    // The message's declared length, checked once: as soon as its 5-byte prefix is in.
-    if (before < 5 && received >= 5) {
-      const length = (chunks.length === 1 ? chunk : Buffer.concat(chunks)).readUInt32BE(1);
-      if (length > maxReceiveBytes) fail(STATUS_RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${maxReceiveBytes})`);
+    const verdict = body.push(chunk);
+    if (verdict === 'too-large') return refuse(STATUS_RESOURCE_EXHAUSTED, `Received message larger than max (${body.declared} vs ${maxReceiveBytes})`);
+    if (verdict === 'second') return refuse(STATUS_UNIMPLEMENTED, `Received a second request message for server streaming method ${headers[':path']}`);
+    if (body.messages === 1 && !decoded) {
+      decoded = true;
+      try {
+        req = method.decode(body.first());
+      } catch {
+        refuse(STATUS_INTERNAL, 'Error deserializing request');
+      }
     }
   });
+
+  /** Answers before the request has ended, then asks the client to stop sending (RST_STREAM NO_ERROR, RFC 9113 8.1). */
+  function refuse(code: number, details: string): void {
+    fail(code, details);
+    if (!stream.readableEnded) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
+  }
+
   stream.once('end', () => {
     if (done) return;
-    const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    // As grpc-js: whole messages count, a cut-off tail is ignored; the compressed flag means
-    // nothing under the identity encoding.
-    const first = buf.length >= 5 ? buf.readUInt32BE(1) : -1;
-    const whole = first >= 0 && buf.length >= 5 + first;
-    if (!whole) return fail(STATUS_UNIMPLEMENTED, `Received no request message for server streaming method ${headers[':path']}`);
-    if (buf.length >= 10 + first && buf.length >= 10 + first + buf.readUInt32BE(6 + first)) {
-      return fail(STATUS_UNIMPLEMENTED, `Received a second request message for server streaming method ${headers[':path']}`);
-    }
-    let req: unknown;
-    try {
-      req = method.decode(buf.subarray(5, 5 + first));
-    } catch {
-      return fail(STATUS_INTERNAL, 'Error deserializing request');
-    }
+    // As grpc-js: whole messages count, a cut-off tail is ignored.
+    if (body.messages === 0) return fail(STATUS_UNIMPLEMENTED, `Received no request message for server streaming method ${headers[':path']}`);
     const token = header(headers, 'token') ?? header(headers, 'authorization');
     method.handler(req, { token }).then(reply, (err) => {
       const s = toStatus(err);
       fail(s.code, s.details);
     });
   });
+}
+
+/**
+ * A unary request body, framed as gRPC messages (1-byte flag, 4-byte length,
+ * payload) and read incrementally. The compressed flag means nothing under
+ * the identity encoding, as in grpc-js.
+ */
+export class UnaryBody {
+  /** Whole messages seen so far. */
+  messages = 0;
+  /** The length the message being read declared. */
+  declared = 0;
+  private readonly prefix = Buffer.alloc(5);
+  private prefixHave = 0;
+  /** Payload bytes of the current message still to come. */
+  private remaining = 0;
+  private readonly parts: Buffer[] = [];
+
+  constructor(private readonly max: number) {}
+
+  /** Feeds bytes; 'too-large' or 'second' as soon as they decide the answer, else null. */
+  push(chunk: Buffer): 'too-large' | 'second' | null {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.prefixHave < 5) {
+        const n = Math.min(5 - this.prefixHave, chunk.length - i);
+        chunk.copy(this.prefix, this.prefixHave, i, i + n);
+        this.prefixHave += n;
+        i += n;
+        if (this.prefixHave < 5) break;
+        this.declared = this.prefix.readUInt32BE(1);
+        if (this.declared > this.max) return 'too-large';
+        this.remaining = this.declared;
+      } else {
+        const n = Math.min(this.remaining, chunk.length - i);
+        if (this.messages === 0) this.parts.push(chunk.subarray(i, i + n));
+        this.remaining -= n;
+        i += n;
+      }
+      if (this.prefixHave === 5 && this.remaining === 0) {
+        this.messages++;
+        this.prefixHave = 0;
+        if (this.messages > 1) return 'second';
+      }
+    }
+    return null;
+  }
+
+  /** The first message's payload (once messages >= 1). */
+  first(): Buffer {
+    return this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts);
+  }
 }
