@@ -178,6 +178,29 @@ for (const backend of backendsUnderTest()) {
       assert.equal((h.json as any).reason, ''); // etcd 3.5 adds the reason
     });
 
+    it('bodies too large once encoded: etcd\'s two refusals, and one for bodies too long to parse', async () => {
+      const put = (bytes: number) => JSON.stringify({ key: b64('big'), value: Buffer.alloc(bytes, 0x78).toString('base64') });
+      await both('/v3/kv/put', put(1.8 * 1024 * 1024)); // over --max-request-bytes: 400, request is too large
+      await both('/v3/kv/put', put(2.1 * 1024 * 1024)); // over gRPC's limit: 429, received message larger than max
+      // etcd reads any body whole; this server refuses one past the JSON of the largest request unread
+      const e = await call(pair.etcdServer.url, 'POST', '/v3/kv/put', put(3 * 1024 * 1024));
+      const o = await call(pair.oursServer.url, 'POST', '/v3/kv/put', put(3 * 1024 * 1024));
+      assert.equal(o.status, e.status);
+      assert.equal((o.json as any).code, (e.json as any).code);
+      assert.match((o.json as any).error, /^etcd-adapter: request body larger than \d+ bytes$/);
+    });
+
+    it('a watch whose first message is JSON of the wrong type gets etcd\'s text, with 400 and code 3 (etcd: 500, code 2)', async () => {
+      for (const body of ['{"create_request":{"key":5}}', '[1,2]', '{"create_request":{"start_revision":"x"}}']) {
+        const e = await call(pair.etcdServer.url, 'POST', '/v3/watch', body);
+        const o = await call(pair.oursServer.url, 'POST', '/v3/watch', body);
+        assert.equal(e.status, 500, body);
+        assert.equal(o.status, 400, body);
+        assert.equal((o.json as any).error, (e.json as any).error, body);
+        assert.equal((o.json as any).code, 3);
+      }
+    });
+
     it('a watch whose first message is not JSON is refused with 400 (etcd says 500; APISIX counts 5xx against the endpoint)', async () => {
       const o = await call(pair.oursServer.url, 'POST', '/v3/watch', '{bad');
       assert.equal(o.status, 400);

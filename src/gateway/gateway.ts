@@ -5,7 +5,8 @@ import express, { type Request, type Response } from 'express';
 import type * as protobuf from 'protobufjs';
 import type { ServiceHandlers } from '../api/context';
 import { CLUSTER_VERSION, SERVER_VERSION } from '../api/identity';
-import { unimplemented } from '../errors';
+import { status } from '@grpc/grpc-js';
+import { EtcdError, unimplemented } from '../errors';
 import { metaFromHttp, readBody, sendError } from './http';
 import { protoRoot, setRequestSize } from '../proto';
 import { messageSize } from '../proto-size';
@@ -18,6 +19,8 @@ export interface GatewayDeps {
   /** Streaming methods by "service/method": they read JSON requests and write `{"result":...}` lines. */
   streams: Record<string, StreamServer>;
   maxRequestBytes: number;
+  /** The largest request gRPC takes (--max-request-bytes plus gRPC's allowance): beyond it, RESOURCE_EXHAUSTED. */
+  maxReceiveBytes: number;
   /** Health for GET /health: null when healthy, else the reason. */
   unhealthy(): Promise<string | null>;
 }
@@ -33,8 +36,9 @@ export function createGateway(deps: GatewayDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  // JSON bodies carry bytes in base64 (4/3) plus names: allow that much above --max-request-bytes.
-  const bodyLimit = Math.ceil(deps.maxRequestBytes * 1.5) + 64 * 1024;
+  // The JSON of the largest request gRPC would take: bytes travel in base64 (4/3), plus names.
+  // Bodies up to this are parsed and answered as etcd answers them; longer ones are refused unread.
+  const bodyLimit = Math.ceil((deps.maxReceiveBytes * 4) / 3) + 256 * 1024;
 
   app.get('/version', (_req, res) => {
     res.type('application/json').send(`{"etcdserver":"${SERVER_VERSION}","etcdcluster":"${CLUSTER_VERSION}"}`);
@@ -53,7 +57,7 @@ export function createGateway(deps: GatewayDeps): express.Express {
       const types = lookup(route);
       const stream = deps.streams[`${route.service}/${route.method}`];
       const handler = stream
-        ? (req: Request, res: Response) => serveJsonStream(req, res, types, stream, metaFromHttp(req))
+        ? (req: Request, res: Response) => serveJsonStream(req, res, types, stream, metaFromHttp(req), bodyLimit)
         : unaryHandler(route, types, deps, bodyLimit);
       app.post(prefix + path, handler);
       app.all(prefix + path, (_req, res) => {
@@ -84,7 +88,11 @@ function unaryHandler(route: Route, types: { req: protobuf.Type; res: protobuf.T
       }
       const request = fromJson(types.req, json);
       // Small bodies cannot exceed the limit once encoded; measure only big ones.
-      if (body.length > deps.maxRequestBytes / 2) setRequestSize(request, messageSize(types.req, request));
+      if (body.length > deps.maxRequestBytes / 2) {
+        const size = messageSize(types.req, request);
+        if (size > deps.maxReceiveBytes) throw new EtcdError(status.RESOURCE_EXHAUSTED, `grpc: received message larger than max (${size} vs. ${deps.maxReceiveBytes})`);
+        setRequestSize(request, size);
+      }
       const handler = deps.unary[route.service]?.[route.method];
       if (!handler) throw unimplemented(`etcd-adapter: ${route.service}.${route.method} is not implemented`);
       const out = await handler(request, metaFromHttp(req));

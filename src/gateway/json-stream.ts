@@ -7,10 +7,10 @@ import type { Request, Response } from 'express';
 import type * as protobuf from 'protobufjs';
 import type { CallMeta } from '../api/context';
 import { HTTP_STREAM_WINDOW_BYTES, SendWindow } from '../api/send-window';
-import { toStatus } from '../errors';
+import { EtcdError, toStatus } from '../errors';
 import { fromJson, parseJson, syntaxError, toJson } from './json';
 import { httpStatus } from './routes';
-import { sendError, statusText } from './http';
+import { drainRequest, RequestBodyTooLarge, sendError, statusText } from './http';
 
 export interface StreamOut {
   /** Send one answer: an object, or the JSON text of one already encoded. Returns whether more fit now. */
@@ -36,63 +36,78 @@ export interface StreamServer {
   open(out: StreamOut, meta: CallMeta): StreamCallbacks;
 }
 
-/** Splits a byte stream into top-level JSON values. */
+/**
+ * Splits a text stream into top-level JSON values, in time linear in the
+ * text: each chunk is scanned once, and the pieces of an unfinished value are
+ * joined only when it is complete. A value longer than `maxChars` is refused
+ * as soon as it gets there (nothing more of it is kept).
+ */
 export class JsonSplitter {
-  private buf = '';
+  private readonly pieces: string[] = [];
+  private size = 0;
   private depth = 0;
+  private inValue = false;
   private inString = false;
   private escaped = false;
-  private start = -1;
-  private scanned = 0;
 
-  /** Feed text; returns complete values (as text) and throws on text that cannot start a value. */
+  constructor(private readonly maxChars: number) {}
+
+  /** Feed text; returns complete values (as text). Throws RequestBodyTooLarge past the limit. */
   push(text: string): string[] {
-    this.buf += text;
     const out: string[] = [];
-    for (let i = this.scanned; i < this.buf.length; i++) {
-      const c = this.buf[i];
+    let from = 0; // where the current value starts in `text`
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
       if (this.inString) {
         if (this.escaped) this.escaped = false;
-        else if (c === '\\') this.escaped = true;
-        else if (c === '"') this.inString = false;
+        else if (c === 0x5c) this.escaped = true;
+        else if (c === 0x22) this.inString = false;
         continue;
       }
-      if (this.depth === 0 && this.start < 0) {
-        if (c === ' ' || c === '\n' || c === '\r' || c === '\t') continue;
-        this.start = i;
-        if (c !== '{' && c !== '[') {
+      if (!this.inValue) {
+        if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+        this.inValue = true;
+        from = i;
+        if (c !== 0x7b && c !== 0x5b) {
           // a bare value: hand it to the parser, which reports it
-          out.push(this.buf.slice(i));
-          this.buf = '';
-          this.scanned = 0;
-          this.start = -1;
+          out.push(text.slice(i));
+          this.reset();
           return out;
         }
       }
-      if (c === '"') this.inString = true;
-      else if (c === '{' || c === '[') this.depth++;
-      else if (c === '}' || c === ']') {
-        this.depth--;
-        if (this.depth === 0) {
-          out.push(this.buf.slice(this.start, i + 1));
-          this.start = -1;
-        }
+      if (c === 0x22) this.inString = true;
+      else if (c === 0x7b || c === 0x5b) this.depth++;
+      else if ((c === 0x7d || c === 0x5d) && --this.depth === 0) {
+        this.add(text.slice(from, i + 1));
+        out.push(this.pieces.length === 1 ? this.pieces[0] : this.pieces.join(''));
+        this.reset();
       }
     }
-    if (this.start < 0) {
-      this.buf = '';
-      this.scanned = 0;
-    } else {
-      this.buf = this.buf.slice(this.start);
-      this.scanned = this.buf.length;
-      this.start = 0;
-    }
+    if (this.inValue) this.add(text.slice(from));
     return out;
+  }
+
+  private add(piece: string): void {
+    this.size += piece.length;
+    if (this.size > this.maxChars) {
+      this.reset();
+      throw new RequestBodyTooLarge(this.maxChars);
+    }
+    this.pieces.push(piece);
+  }
+
+  private reset(): void {
+    this.pieces.length = 0;
+    this.size = 0;
+    this.depth = 0;
+    this.inValue = false;
+    this.inString = false;
+    this.escaped = false;
   }
 
   /** Whatever was left unfinished when the body ended. */
   rest(): string {
-    return this.start >= 0 ? this.buf : '';
+    return this.inValue ? this.pieces.join('') : '';
   }
 }
 
@@ -102,6 +117,7 @@ export function serveJsonStream(
   types: { req: protobuf.Type; res: protobuf.Type },
   server: StreamServer,
   meta: CallMeta,
+  maxMessageChars: number,
 ): void {
   let started = false;
   let finished = false;
@@ -143,7 +159,7 @@ export function serveJsonStream(
   };
 
   const callbacks = server.open(out, meta);
-  const splitter = new JsonSplitter();
+  const splitter = new JsonSplitter(maxMessageChars);
   let accepting = true;
   let received = 0;
   const handle = (text: string) => {
@@ -152,23 +168,29 @@ export function serveJsonStream(
       let json: unknown;
       try {
         json = parseJson(text);
-      } catch {
-        throw syntaxError(text);
+      } catch (err) {
+        throw err instanceof EtcdError ? err : syntaxError(text);
       }
+      const request = fromJson(types.req, json);
       received++;
-      callbacks.request(fromJson(types.req, json));
+      callbacks.request(request);
     } catch (err) {
-      // Like etcd's gateway: a bad first message fails the call; a later one stops reading.
+      // Like etcd's gateway: a bad first message fails the call (and ends the response);
+      // a later one stops reading.
       accepting = false;
-      if (received === 0 && !started) out.fail(err);
+      if (received === 0) out.fail(err);
     }
   };
   req.setEncoding('utf8');
   req.on('data', (chunk: string) => {
+    if (!accepting) return; // read and dropped: nothing more is parsed or kept
     try {
       for (const text of splitter.push(chunk)) handle(text);
     } catch (err) {
-      handle(String(err));
+      // One message past the limit: the stream ends with the error, the rest is drained.
+      accepting = false;
+      out.fail(err);
+      drainRequest(req);
     }
   });
   req.once('end', () => {

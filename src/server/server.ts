@@ -154,6 +154,7 @@ export class EtcdAdapterServer {
         'etcdserverpb.Maintenance/Snapshot': { open: (out) => (out.fail(snapshot), { request: () => undefined, end: () => undefined, close: () => undefined }) },
       },
       maxRequestBytes: config.maxRequestBytes,
+      maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       unhealthy: async () => {
         await store.revisions();
         return alarms.healthReason();
