@@ -21,7 +21,7 @@
 // Above its memory budget the cache turns itself off and every read (and log
 // read) goes to the database.
 import type BTree from 'sorted-btree';
-import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type WriteSet, type WriteTxn } from '../src/mvcc/driver';
+import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteSet, type WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
 import { ErrCompacted, EtcdError, StorageUnavailableError } from '../src/errors';
@@ -96,6 +96,10 @@ export class ReadCachedDriver implements Driver {
   get clusterId(): string | undefined {
     return this.inner.clusterId;
   }
+  get tokens(): TokenStore {
+    return this.inner.tokens;
+  }
+
   get maxKeyBytes(): number | undefined {
     return this.inner.maxKeyBytes;
   }

@@ -49,32 +49,48 @@ describe('leases and auth across instances on one MariaDB', { skip: !backendsUnd
       return w;
     });
     await Promise.all(watches.map((w) => w.waitFor(1)));
-    // keep 11 alive through instance C only, for longer than the TTL
-    const until = Date.now() + 4000;
-    while (Date.now() < until) {
-      await c.keepAliveOnce('11');
-      await new Promise((r) => setTimeout(r, 400));
-    }
-    await new Promise((r) => setTimeout(r, 500));
-    const left = await a.range({ key: b('x/'), range_end: b('x0') });
-    assert.deepEqual(left.kvs.map((kv: any) => kv.key.toString()), ['x/kept'], 'lease 10 expired, 11 kept alive through another instance');
-    for (const [i, w] of watches.entries()) {
-      const deletes = w.responses.flatMap((r: any) => r.events ?? []).filter((e: any) => e.type === 1);
-      assert.deepEqual(deletes.map((e: any) => e.kv.key.toString()).sort(), ['x/1', 'x/2', 'x/3'], `instance ${i}: one DELETE per key`);
-      assert.equal(new Set(deletes.map((e: any) => e.kv.mod_revision)).size, 1, `instance ${i}: in one revision`);
-      w.close();
+    // keep 11 alive through instance C only, all along
+    let keeping = true;
+    const keeper = (async () => {
+      while (keeping) {
+        await c.keepAliveOnce('11');
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
+    try {
+      await waitFor('lease 10 to expire', async () => {
+        const left = await a.range({ key: b('x/'), range_end: b('x0') });
+        return left.kvs.length === 1 ? true : undefined;
+      }, 30000);
+      const left = await a.range({ key: b('x/'), range_end: b('x0') });
+      assert.deepEqual(left.kvs.map((kv: any) => kv.key.toString()), ['x/kept'], 'lease 10 expired, 11 kept alive through another instance');
+      const deletesOf = (w: (typeof watches)[number]) => w.responses.flatMap((r: any) => r.events ?? []).filter((e: any) => e.type === 1);
+      await waitFor('every watcher to see the deletions', async () => (watches.every((w) => deletesOf(w).length >= 3) ? true : undefined), 30000);
+      for (const [i, w] of watches.entries()) {
+        const deletes = deletesOf(w);
+        assert.deepEqual(deletes.map((e: any) => e.kv.key.toString()).sort(), ['x/1', 'x/2', 'x/3'], `instance ${i}: one DELETE per key`);
+        assert.equal(new Set(deletes.map((e: any) => e.kv.mod_revision)).size, 1, `instance ${i}: in one revision`);
+        w.close();
+      }
+    } finally {
+      keeping = false;
+      await keeper;
     }
     const ttl = await bb.call(bb.lease, 'LeaseTimeToLive', { ID: 10 });
     assert.equal(ttl.TTL, '-1', 'the expired lease is gone for every instance');
   });
 
   it('a restart of every instance does not reset the time a lease has left', async () => {
+    const granted = Date.now();
     await clients[0].call(clients[0].lease, 'LeaseGrant', { ID: 20, TTL: 30 });
+    // let some of the TTL pass, then restart everything
     await new Promise((r) => setTimeout(r, 3000));
     await stop();
     await start();
     const ttl = Number((await clients[1].call(clients[1].lease, 'LeaseTimeToLive', { ID: 20 })).TTL);
-    assert.ok(ttl >= 20 && ttl <= 27, `remaining TTL after restart: ${ttl} (not reset to 30)`);
+    const elapsed = (Date.now() - granted) / 1000;
+    assert.ok(ttl <= 27, `remaining TTL after restart: ${ttl} (not reset to 30)`);
+    assert.ok(ttl >= 30 - elapsed - 1, `remaining TTL after restart: ${ttl} (${elapsed.toFixed(1)} s since the grant)`);
   });
 
   it('a token from one instance works on another; auth changes on one hold on all', async () => {
@@ -83,8 +99,10 @@ describe('leases and auth across instances on one MariaDB', { skip: !backendsUnd
     await a.call(a.auth, 'UserGrantRole', { user: 'root', role: 'root' });
     await a.call(a.auth, 'UserAdd', { name: 'carol', password: 'carolpw' });
     await a.call(a.auth, 'AuthEnable', {});
-    // wait for the others to see auth on
-    await waitFor('auth on everywhere', async () => ((await bb.range({ key: b('k') }).catch((e) => e.code)) === 3 ? true : undefined));
+    // wait for every instance to see auth on
+    for (const [i, cl] of [a, bb, c].entries()) {
+      await waitFor(`auth on at instance ${i}`, async () => ((await cl.range({ key: b('k') }).catch((e) => e.code)) === 3 ? true : undefined));
+    }
     const token = (await c.call(c.auth, 'Authenticate', { name: 'carol', password: 'carolpw' })).token as string;
     const m = new grpc.Metadata();
     m.set('token', token);
@@ -113,5 +131,53 @@ describe('leases and auth across instances on one MariaDB', { skip: !backendsUnd
     await clients[2].put({ key: b('h/2'), value: b('2') });
     const later = await clients[0].call(clients[0].maintenance, 'HashKV', { revision: rev + 1 });
     assert.notEqual(later.hash, hashes[0].hash, 'the hash changes with the data');
+  });
+});
+
+describe('auth tokens across instances: valid from their last use, wherever used', { skip: !backendsUnderTest().includes('mysql') && 'mysql is not under test' }, () => {
+  const TTL_S = 3;
+  let db: FreshBackend;
+  let servers: SpawnedAdapter[] = [];
+  let clients: EtcdGrpcClient[] = [];
+  before(async () => {
+    db = await createMysqlDatabase();
+    servers = await Promise.all([0, 1].map((i) => spawnAdapter(['--backend', db.url, '--name', `t-${i}`, '--poll-interval', POLL, '--auth-token-ttl', String(TTL_S)])));
+    clients = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(servers.map((s) => s.stop()));
+    await db?.drop();
+  });
+
+  it('a token in use on one instance outlives its TTL on the other; left unused, it expires', async () => {
+    const [a, bb] = clients;
+    await a.call(a.auth, 'UserAdd', { name: 'root', password: 'pw' });
+    await a.call(a.auth, 'UserGrantRole', { user: 'root', role: 'root' });
+    await a.call(a.auth, 'AuthEnable', {});
+    for (const [i, cl] of clients.entries()) {
+      await waitFor(`auth on at instance ${i}`, async () => ((await cl.range({ key: b('k') }).catch((e) => e.code)) === 3 ? true : undefined));
+    }
+    const token = (await a.call(a.auth, 'Authenticate', { name: 'root', password: 'pw' })).token as string;
+    const md = new grpc.Metadata();
+    md.set('token', token);
+    // Used on A, every few hundred ms, for three TTLs: never refused.
+    const issued = Date.now();
+    while (Date.now() - issued < 3 * TTL_S * 1000) {
+      await a.call(a.kv, 'Range', { key: b('k') }, md);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // B has never seen it used, and takes it: its last use on A was moments ago.
+    await bb.call(bb.kv, 'Range', { key: b('k') }, md);
+    // Left alone, tokens expire everywhere. A probe is a use, so each token issued on B is tried once, on A.
+    const unused: string[] = [];
+    for (let i = 0; i < 200; i++) unused.push((await bb.call(bb.auth, 'Authenticate', { name: 'root', password: 'pw' })).token as string);
+    await waitFor('an unused token to expire', async () => {
+      const probe = new grpc.Metadata();
+      const t = unused.shift();
+      if (!t) throw new Error('every probe token was used before any expired');
+      probe.set('token', t);
+      return (await a.call(a.kv, 'Range', { key: b('k') }, probe).then(() => 'ok', (e) => e.code)) === 16 ? true : undefined;
+    }, 30000);
   });
 });

@@ -9,7 +9,7 @@
 // mutated after they are stored. All work happens synchronously inside one
 // call, so a reader never sees half of a commit.
 import type BTree from 'sorted-btree';
-import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenRecord, TokenStore, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyValue, LogEntry } from '../../src/mvcc/kv';
 import { ErrCompacted } from '../../src/errors';
 import { keyString, rangeContains, type KeyRange } from '../../src/mvcc/key-range';
@@ -21,8 +21,33 @@ const ENTRY_OVERHEAD = 96;
 /** Keys compacted per slice before yielding to requests. */
 const COMPACT_SLICE = 2000;
 
+/** Tokens in a map, by hash; the clock is this process's. */
+class MemoryTokens implements TokenStore {
+  private readonly rows = new Map<string, Omit<TokenRecord, 'idleMs'> & { usedAt: number }>();
+
+  async put(hash: Buffer, t: Omit<TokenRecord, 'idleMs'>): Promise<void> {
+    this.rows.set(hash.toString('hex'), { ...t, usedAt: Date.now() });
+  }
+  async get(hash: Buffer): Promise<TokenRecord | null> {
+    const r = this.rows.get(hash.toString('hex'));
+    return r ? { user: r.user, generation: r.generation, epoch: r.epoch, idleMs: Date.now() - r.usedAt } : null;
+  }
+  async touch(hashes: Buffer[]): Promise<void> {
+    const now = Date.now();
+    for (const h of hashes) {
+      const r = this.rows.get(h.toString('hex'));
+      if (r) r.usedAt = now;
+    }
+  }
+  async dropIdle(idleMs: number): Promise<void> {
+    const cut = Date.now() - idleMs;
+    for (const [h, r] of this.rows) if (r.usedAt < cut) this.rows.delete(h);
+  }
+}
+
 export class MemoryDriver implements Driver {
   readonly kind = 'memory';
+  readonly tokens: TokenStore = new MemoryTokens();
   private readonly current: BTree<string, KeyValue> = newTree();
   private readonly history: BTree<string, LogEntry[]> = newTree();
   /** log[i] holds the entries of revision logStart + i. */

@@ -47,7 +47,13 @@ const readLease = (engine: string): string[] => [
   'INSERT IGNORE INTO etcd_read_lease (id, holder, seq, ms, revoked) VALUES (1, NULL, 0, 0, 0)',
 ];
 
+// Auth tokens (drivers/sql/sql-tokens.ts): by the SHA-256 of the token.
+const tokens = (engine: string): string[] => [
+  `CREATE TABLE IF NOT EXISTS etcd_tokens (hash BINARY(32) NOT NULL PRIMARY KEY, name TEXT NOT NULL, generation VARCHAR(64) NOT NULL, epoch VARCHAR(64) NOT NULL, used_at BIGINT NOT NULL, KEY etcd_tokens_used (used_at))${engine}`,
+];
+
 function dialect(name: 'mysql' | 'tidb'): Dialect {
+  const engine = name === 'tidb' ? '' : ' ENGINE=InnoDB';
   return {
     name,
     maxKeyBytes: 2048,
@@ -74,7 +80,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
       `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
        ON DUPLICATE KEY UPDATE ${columns.filter((c) => c !== key).map((c) => `${c} = VALUES(${c})`).join(', ')}`,
     nowMs: 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)',
-    migrations: [ddl(name === 'tidb' ? '' : ' ENGINE=InnoDB'), leasesAndShared(name === 'tidb' ? '' : ' ENGINE=InnoDB'), readLease(name === 'tidb' ? '' : ' ENGINE=InnoDB')],
+    migrations: [ddl(engine), leasesAndShared(engine), readLease(engine), tokens(engine)],
   };
 }
 

@@ -14,12 +14,13 @@
 // is therefore revision order, and a snapshot that sees revision N sees every
 // revision up to N: the log has no gaps to wait for.
 import { randomBytes } from 'node:crypto';
-import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenStore, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
 import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
 import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement } from './sql-client';
 import { LeaseFence, LeaseHeld, leaseRow } from './lease-fence';
+import { SqlTokens } from './sql-tokens';
 import type { LeaseGrant, ReadLeaseStore } from '../read-lease';
 import { StorageUnavailableError } from '../../src/errors';
 
@@ -77,12 +78,14 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   clusterId = '';
   /** Keeps this instance's writes out while another instance holds the read lease. */
   readonly fence = new LeaseFence();
+  readonly tokens: TokenStore;
 
   constructor(
     private readonly client: SqlClient,
     private readonly dialect: Dialect,
   ) {
     this.kind = dialect.name;
+    this.tokens = new SqlTokens(client, dialect);
   }
 
   get maxKeyBytes(): number {

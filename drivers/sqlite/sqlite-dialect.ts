@@ -64,5 +64,9 @@ export const sqliteDialect: Dialect = {
       'CREATE TABLE IF NOT EXISTS etcd_read_lease (id INTEGER PRIMARY KEY, holder TEXT, seq INTEGER NOT NULL, ms INTEGER NOT NULL, revoked INTEGER NOT NULL)',
       'INSERT OR IGNORE INTO etcd_read_lease (id, holder, seq, ms, revoked) VALUES (1, NULL, 0, 0, 0)',
     ],
+    [
+      'CREATE TABLE IF NOT EXISTS etcd_tokens (hash BLOB NOT NULL PRIMARY KEY, name TEXT NOT NULL, generation TEXT NOT NULL, epoch TEXT NOT NULL, used_at INTEGER NOT NULL) WITHOUT ROWID',
+      'CREATE INDEX IF NOT EXISTS etcd_tokens_used ON etcd_tokens (used_at)',
+    ],
   ],
 };

@@ -8,7 +8,7 @@ export function authService(api: ApiContext, auth: AuthStore): ServiceHandlers {
     AuthEnable: async () => withHeader(api, await auth.enable()),
     AuthDisable: async () => withHeader(api, await auth.disable()),
     AuthStatus: async () => withHeader(api, await auth.status()),
-    Authenticate: async (req) => withHeader(api, await auth.authenticate(req.name, req.password)),
+    Authenticate: async (req, meta) => withHeader(api, await auth.authenticate(req.name, req.password, meta.token)),
     UserAdd: async (req) => withHeader(api, await auth.userAdd(req.name, req.password, req.options?.no_password ?? false, req.hashedPassword)),
     UserGet: async (req) => withHeader(api, await auth.userGet(req.name)),
     UserList: async () => withHeader(api, await auth.userList()),

@@ -55,8 +55,8 @@ export interface WatchContext {
   fragmentBytes: number;
   /** How often watchers with progress_notify get an empty response (etcd: 10 minutes). */
   progressIntervalMs: number;
-  /** Asked before a watch is created; returns a cancel reason to refuse it (auth). */
-  permit?(range: KeyRange, meta: CallMeta): string | null;
+  /** Asked before a watch is created; returns a cancel reason to refuse it (auth). A promise when it must ask the store. */
+  permit?(range: KeyRange, meta: CallMeta): string | null | Promise<string | null>;
   /** Measures a response for fragmenting. */
   sizeOf(res: WatchResponse): number;
 }
@@ -110,35 +110,66 @@ export class WatchSession {
     return !this.closed && this.sink.writable();
   }
 
+  /** Requests wait here while an earlier one waits for the store (a permit): they are handled in order. */
+  private queue: Promise<void> | null = null;
+  private queued = 0;
+
   handle(req: WatchRequest): void {
     if (this.closed) return;
+    if (this.queue) {
+      this.enqueue(this.queue.then(() => this.dispatch(req)));
+      return;
+    }
+    const pending = this.dispatch(req);
+    if (pending) this.enqueue(pending);
+  }
+
+  private enqueue(p: Promise<void>): void {
+    this.queued++;
+    const next: Promise<void> = p
+      .catch(() => undefined)
+      .finally(() => {
+        if (--this.queued === 0 && this.queue === next) this.queue = null;
+      });
+    this.queue = next;
+  }
+
+  /** Handles one request; a promise when it has to wait (then later ones wait for it). */
+  private dispatch(req: WatchRequest): Promise<void> | undefined {
+    if (this.closed) return undefined;
     switch (req.request_union) {
       case 'create_request':
-        if (req.create_request) this.create(req.create_request);
-        return;
+        return req.create_request ? this.create(req.create_request) : undefined;
       case 'cancel_request':
         if (req.cancel_request) this.cancel(String(big(req.cancel_request.watch_id)));
-        return;
+        return undefined;
       case 'progress_request':
         if (req.progress_request) {
           this.progressWanted = true;
           this.checkProgress();
         }
-        return;
+        return undefined;
       default:
-        return; // an empty request: ignored, as etcd does
+        return undefined; // an empty request: ignored, as etcd does
     }
   }
 
-  private create(c: WatchCreateRequest): void {
-    const current = this.ctx.currentRevision();
+  private create(c: WatchCreateRequest): Promise<void> | undefined {
     // An empty key means the smallest key; "\0" as range_end means every key above.
     const key = c.key.length === 0 ? Buffer.from([0]) : c.key;
     const range = keyRange(key, c.range_end);
+    const denied = this.ctx.permit?.(range, this.meta) ?? null;
+    if (denied instanceof Promise) return denied.then((d) => this.createPermitted(c, range, d));
+    this.createPermitted(c, range, denied);
+    return undefined;
+  }
+
+  private createPermitted(c: WatchCreateRequest, range: KeyRange, denied: string | null): void {
+    if (this.closed) return;
+    const current = this.ctx.currentRevision();
     const refuse = (reason: string) =>
       this.sink.send({ header: header(this.ctx.identity, current), watch_id: '-1', created: true, canceled: true, cancel_reason: reason });
 
-    const denied = this.ctx.permit?.(range, this.meta);
     if (denied) return void refuse(denied);
     if (range.end !== null && range.end.length > 0 && Buffer.compare(range.key, range.end) >= 0) return void refuse(ErrEmptyWatcherRange);
 

@@ -4,10 +4,15 @@
 // every poll interval: a change made through one instance is in force on all
 // of them within that interval.
 //
-// Passwords are stored only as salted scrypt hashes. Tokens are signed (HMAC)
-// with a key kept in the same document, so any instance accepts a token any
-// other issued; a token names the user and the user's password generation, so
-// changing the password or deleting the user invalidates its tokens.
+// Passwords are stored only as salted scrypt hashes. Tokens are random and
+// live in the store by hash (auth-tokens.ts), so any instance accepts a token
+// any other issued, and nothing in the store lets a reader make one. A token
+// names the user, the user's password generation and the auth epoch, so
+// changing the password, deleting the user, or disabling and enabling auth
+// invalidates it.
+//
+// Users and roles are Maps in memory: their names come from clients, and
+// names such as "__proto__" or "constructor" must be plain names.
 //
 // Authenticate is made cheap without weakening storage: after a slow scrypt
 // check succeeds, this process remembers a keyed digest (HMAC with a random
@@ -16,6 +21,7 @@
 // password change or user deletion changes or removes the stored hash, which
 // invalidates the digest. Wrong passwords always take the slow path.
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { AuthTokens, type TokenClaims } from './auth-tokens';
 import {
   ErrAuthFailed,
   ErrAuthNotEnabled,
@@ -63,16 +69,38 @@ interface StoredUser {
 interface AuthDoc {
   enabled: boolean;
   revision: number;
-  users: Record<string, StoredUser>;
-  roles: Record<string, { perms: StoredPermission[] }>;
-  /** token signing key, base64 */
-  secret: string;
+  users: Map<string, StoredUser>;
+  roles: Map<string, { perms: StoredPermission[] }>;
+  /** Changes each time auth is enabled: tokens carry it. */
+  epoch: string;
 }
 
+/** The document as stored (JSON): maps as objects. */
+interface StoredDoc {
+  enabled: boolean;
+  revision: number;
+  users: Record<string, StoredUser>;
+  roles: Record<string, { perms: StoredPermission[] }>;
+  epoch?: string;
+}
+
+function fromStored(s: StoredDoc): AuthDoc {
+  // JSON.parse makes every name an own property ("__proto__" included); Object.entries reads them all.
+  return { enabled: s.enabled, revision: s.revision, users: new Map(Object.entries(s.users ?? {})), roles: new Map(Object.entries(s.roles ?? {})), epoch: s.epoch ?? '' };
+}
+
+function toStored(d: AuthDoc): StoredDoc {
+  // Object.fromEntries defines own properties, whatever the name.
+  return { enabled: d.enabled, revision: d.revision, users: Object.fromEntries(d.users), roles: Object.fromEntries(d.roles), epoch: d.epoch };
+}
+
+/** A caller, when auth is on. `user` is '' for a caller that sent no token (refused wherever a permission is needed). */
 export interface AuthInfo {
   user: string;
   root: boolean;
 }
+
+const ANONYMOUS: AuthInfo = Object.freeze({ user: '', root: false });
 
 // ------------------------------------------------------------- passwords
 
@@ -141,7 +169,7 @@ export function requestInterval(key: Buffer, rangeEnd: Buffer | null | undefined
 // ------------------------------------------------------------- the store
 
 function emptyDoc(): AuthDoc {
-  return { enabled: false, revision: 1, users: {}, roles: {}, secret: randomBytes(32).toString('base64') };
+  return { enabled: false, revision: 1, users: new Map(), roles: new Map(), epoch: '' };
 }
 
 function b64url(b: Buffer): string {
@@ -164,13 +192,17 @@ export class AuthStore {
   /** keyed digests of credentials already verified: user -> (stored hash, digest) */
   private readonly verified = new Map<string, { stored: string; digest: Buffer }>();
   private readonly pepper = randomBytes(32);
+  private readonly tokens: AuthTokens;
 
   constructor(
     private readonly store: MvccStore,
     private readonly opts: AuthOptions,
-  ) {}
+  ) {
+    this.tokens = new AuthTokens(store.driver.tokens, opts.tokenTtlSeconds * 1000);
+  }
 
   async open(): Promise<void> {
+    this.tokens.start();
     await this.refresh();
     if (this.opts.refreshMs > 0) {
       this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.opts.refreshMs);
@@ -180,6 +212,7 @@ export class AuthStore {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    this.tokens.stop();
   }
 
   get enabled(): boolean {
@@ -189,10 +222,11 @@ export class AuthStore {
   /** Re-read the shared document if another instance changed it. */
   async refresh(): Promise<void> {
     const stored = await this.store.driver.getDoc(DOC);
-    if (stored && stored.version !== this.docVersion) this.adopt(stored.value as AuthDoc, stored.version);
+    if (stored && stored.version !== this.docVersion) this.adopt(fromStored(stored.value as StoredDoc), stored.version);
   }
 
   private adopt(doc: AuthDoc, version: number): void {
+    if (!doc.enabled || doc.epoch !== this.doc.epoch) this.tokens.clear();
     this.doc = doc;
     this.docVersion = version;
     this.perms.clear();
@@ -203,11 +237,11 @@ export class AuthStore {
     const { value, doc, version } = await this.store.write({
       run: async (view) => {
         const stored = await view.doc(DOC);
-        const doc: AuthDoc = stored ? structuredClone(stored.value as AuthDoc) : emptyDoc();
+        const doc: AuthDoc = stored ? fromStored(structuredClone(stored.value as StoredDoc)) : emptyDoc();
         const value = await fn(doc, view);
         doc.revision++;
         const version = (stored?.version ?? 0) + 1;
-        view.putDoc(DOC, { version, value: doc });
+        view.putDoc(DOC, { version, value: toStored(doc) });
         return { value, doc, version, revision: view.revision };
       },
     });
@@ -228,8 +262,8 @@ export class AuthStore {
     if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a salted scrypt hash');
     const hash = noPassword ? '' : await hashPassword(password);
     return this.mutate((doc) => {
-      if (doc.users[name]) throw ErrUserAlreadyExist;
-      doc.users[name] = { password: hash, noPassword, roles: [], generation: b64url(randomBytes(9)) };
+      if (doc.users.has(name)) throw ErrUserAlreadyExist;
+      doc.users.set(name, { password: hash, noPassword, roles: [], generation: b64url(randomBytes(9)) });
       return {};
     });
   }
@@ -237,8 +271,7 @@ export class AuthStore {
   async userDelete(name: string) {
     return this.mutate((doc) => {
       if (doc.enabled && name === ROOT) throw ErrInvalidAuthMgmt;
-      if (!doc.users[name]) throw ErrUserNotFound;
-      delete doc.users[name];
+      if (!doc.users.delete(name)) throw ErrUserNotFound;
       return {};
     });
   }
@@ -247,7 +280,7 @@ export class AuthStore {
     if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a salted scrypt hash');
     const hash = await hashPassword(password);
     return this.mutate((doc) => {
-      const u = doc.users[name];
+      const u = doc.users.get(name);
       if (!u) throw ErrUserNotFound;
       u.password = u.noPassword ? '' : hash;
       u.generation = b64url(randomBytes(9));
@@ -257,9 +290,9 @@ export class AuthStore {
 
   async userGrantRole(user: string, role: string) {
     return this.mutate((doc) => {
-      const u = doc.users[user];
+      const u = doc.users.get(user);
       if (!u) throw ErrUserNotFound;
-      if (role !== ROOT && !doc.roles[role]) throw ErrRoleNotFound;
+      if (role !== ROOT && !doc.roles.has(role)) throw ErrRoleNotFound;
       if (!u.roles.includes(role)) u.roles = [...u.roles, role].sort();
       return {};
     });
@@ -268,7 +301,7 @@ export class AuthStore {
   async userRevokeRole(name: string, role: string) {
     return this.mutate((doc) => {
       if (doc.enabled && name === ROOT && role === ROOT) throw ErrInvalidAuthMgmt;
-      const u = doc.users[name];
+      const u = doc.users.get(name);
       if (!u) throw ErrUserNotFound;
       if (!u.roles.includes(role)) throw ErrRoleNotGranted;
       u.roles = u.roles.filter((r) => r !== role);
@@ -277,20 +310,20 @@ export class AuthStore {
   }
 
   async userGet(name: string) {
-    const u = (await this.current()).users[name];
+    const u = (await this.current()).users.get(name);
     if (!u) throw ErrUserNotFound;
     return { header: await this.header(), roles: u.roles };
   }
 
   async userList() {
-    return { header: await this.header(), users: Object.keys((await this.current()).users).sort() };
+    return { header: await this.header(), users: [...(await this.current()).users.keys()].sort() };
   }
 
   async roleAdd(name: string) {
     if (!name) throw ErrRoleEmpty;
     return this.mutate((doc) => {
-      if (doc.roles[name]) throw ErrRoleAlreadyExist;
-      doc.roles[name] = { perms: [] };
+      if (doc.roles.has(name)) throw ErrRoleAlreadyExist;
+      doc.roles.set(name, { perms: [] });
       return {};
     });
   }
@@ -298,15 +331,14 @@ export class AuthStore {
   async roleDelete(role: string) {
     return this.mutate((doc) => {
       if (doc.enabled && role === ROOT) throw ErrInvalidAuthMgmt;
-      if (!doc.roles[role]) throw ErrRoleNotFound;
-      delete doc.roles[role];
-      for (const u of Object.values(doc.users)) u.roles = u.roles.filter((r) => r !== role);
+      if (!doc.roles.delete(role)) throw ErrRoleNotFound;
+      for (const u of doc.users.values()) u.roles = u.roles.filter((r) => r !== role);
       return {};
     });
   }
 
   async roleGet(role: string) {
-    const r = (await this.current()).roles[role];
+    const r = (await this.current()).roles.get(role);
     if (!r) throw ErrRoleNotFound;
     const perm = r.perms.map((p) => ({ permType: p.permType, key: Buffer.from(p.key, 'base64'), range_end: Buffer.from(p.range_end, 'base64') }));
     // etcd shows the root role's implicit permission over everything first
@@ -315,13 +347,13 @@ export class AuthStore {
   }
 
   async roleList() {
-    return { header: await this.header(), roles: Object.keys((await this.current()).roles).sort() };
+    return { header: await this.header(), roles: [...(await this.current()).roles.keys()].sort() };
   }
 
   async roleGrantPermission(name: string, perm: { permType: number; key: Buffer; range_end: Buffer } | null) {
     if (!perm) throw ErrPermissionNotGiven;
     return this.mutate((doc) => {
-      const r = doc.roles[name];
+      const r = doc.roles.get(name);
       if (!r) throw ErrRoleNotFound;
       const key = perm.key.toString('base64');
       const end = perm.range_end.toString('base64');
@@ -337,7 +369,7 @@ export class AuthStore {
 
   async roleRevokePermission(role: string, key: Buffer, rangeEnd: Buffer) {
     return this.mutate((doc) => {
-      const r = doc.roles[role];
+      const r = doc.roles.get(role);
       if (!r) throw ErrRoleNotFound;
       const k = key.toString('base64');
       const e = rangeEnd.toString('base64');
@@ -351,10 +383,12 @@ export class AuthStore {
   async enable() {
     return this.mutate((doc) => {
       if (doc.enabled) return {};
-      const root = doc.users[ROOT];
+      const root = doc.users.get(ROOT);
       if (!root) throw ErrRootUserNotExist;
       if (!root.roles.includes(ROOT)) throw ErrRootRoleNotExist;
       doc.enabled = true;
+      // Tokens issued before an earlier disable stay dead.
+      doc.epoch = b64url(randomBytes(9));
       return {};
     });
   }
@@ -385,12 +419,13 @@ export class AuthStore {
   /**
    * Checks against this process's copy of the document, which the periodic
    * refresh keeps within one poll interval of the store (local changes apply
-   * at once).
+   * at once). As in etcd, the password is checked first; a token sent along
+   * must then be valid.
    */
-  async authenticate(name: string, password: string): Promise<{ header: Header; token: string }> {
+  async authenticate(name: string, password: string, callerToken?: string): Promise<{ header: Header; token: string }> {
     const doc = this.doc;
     if (!doc.enabled) throw ErrAuthNotEnabled;
-    const user = doc.users[name];
+    const user = doc.users.get(name);
     if (!user || user.noPassword) throw ErrAuthFailed;
     const digest = this.digest(name, password);
     const known = this.verified.get(name);
@@ -399,53 +434,51 @@ export class AuthStore {
       if (!(await verifyPassword(password, user.password))) throw ErrAuthFailed;
       this.verified.set(name, { stored: user.password, digest });
     }
-    return { header: await this.header(), token: this.issue(name, user.generation) };
-  }
-
-  private issue(user: string, generation: string): string {
-    const payload = b64url(Buffer.from(JSON.stringify({ u: user, g: generation, e: Date.now() + this.opts.tokenTtlSeconds * 1000 })));
-    return `${payload}.${b64url(createHmac('sha256', Buffer.from(this.doc.secret, 'base64')).update(payload).digest())}`;
+    await this.identify(callerToken);
+    const token = await this.tokens.issue({ user: name, generation: user.generation, epoch: doc.epoch });
+    return { header: await this.header(), token };
   }
 
   /**
-   * Who a request is, when auth is on: null when auth is off; throws etcd's
-   * errors for a missing or invalid token.
+   * Who a request is, when auth is on: null when auth is off; an anonymous
+   * caller when no token was sent; `invalid auth token` for a token that is
+   * not (or no longer) good, whatever the request asks for. Synchronous for
+   * a token this process knows; a promise when the store must be asked.
    */
-  identify(token: string | undefined): AuthInfo | null {
+  identify(token: string | undefined): AuthInfo | null | Promise<AuthInfo> {
+    if (!this.doc.enabled) return null;
+    if (!token) return ANONYMOUS;
+    const known = this.tokens.cached(token);
+    if (known !== undefined) return this.infoOf(token, known);
+    return this.tokens.lookup(token).then((claims) => this.infoOf(token, claims));
+  }
+
+  private infoOf(token: string, claims: TokenClaims | null): AuthInfo {
     const doc = this.doc;
-    if (!doc.enabled) return null;
-    if (!token) throw ErrUserEmpty;
-    const dot = token.indexOf('.');
-    if (dot < 0) throw ErrInvalidAuthToken;
-    const payload = token.slice(0, dot);
-    const mac = Buffer.from(token.slice(dot + 1), 'base64url');
-    const want = createHmac('sha256', Buffer.from(doc.secret, 'base64')).update(payload).digest();
-    if (mac.length !== want.length || !timingSafeEqual(mac, want)) throw ErrInvalidAuthToken;
-    let claims: { u: string; g: string; e: number };
-    try {
-      claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
-    } catch {
+    const user = claims ? doc.users.get(claims.user) : undefined;
+    if (!claims || !user || user.generation !== claims.generation || claims.epoch !== doc.epoch) {
+      if (claims) this.tokens.drop(token);
       throw ErrInvalidAuthToken;
     }
-    const user = doc.users[claims.u];
-    if (!user || user.generation !== claims.g || claims.e < Date.now()) throw ErrInvalidAuthToken;
-    return { user: claims.u, root: user.roles.includes(ROOT) };
+    return { user: claims.user, root: user.roles.includes(ROOT) };
   }
 
   /** Refuses unless the user may do `type` over the whole interval. */
   check(info: AuthInfo | null, type: 'read' | 'write', key: Buffer, rangeEnd?: Buffer | null): void {
     if (!info || info.root) return;
+    if (!info.user) throw ErrUserEmpty;
     const perms = this.compiled(info.user);
     if (!covers(type === 'read' ? perms.read : perms.write, requestInterval(key, rangeEnd))) throw ErrPermissionDenied;
   }
 
   /** Refuses unless the user has the root role. */
   requireAdmin(info: AuthInfo | null): void {
-    if (info && !info.root) throw ErrPermissionDenied;
+    if (!info || info.root) return;
+    throw info.user ? ErrPermissionDenied : ErrUserEmpty;
   }
 
   hasRole(info: AuthInfo | null, role: string): boolean {
-    return !info || info.root || (this.doc.users[info.user]?.roles.includes(role) ?? false);
+    return !info || info.root || (this.doc.users.get(info.user)?.roles.includes(role) ?? false);
   }
 
   private compiled(user: string): { read: Interval[]; write: Interval[] } {
@@ -453,8 +486,8 @@ export class AuthStore {
     if (!p) {
       const read: Interval[] = [];
       const write: Interval[] = [];
-      for (const role of this.doc.users[user]?.roles ?? []) {
-        for (const perm of this.doc.roles[role]?.perms ?? []) {
+      for (const role of this.doc.users.get(user)?.roles ?? []) {
+        for (const perm of this.doc.roles.get(role)?.perms ?? []) {
           const iv = permInterval(perm);
           if (perm.permType !== PermType.WRITE) read.push(iv);
           if (perm.permType !== PermType.READ) write.push(iv);

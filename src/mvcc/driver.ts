@@ -71,6 +71,32 @@ export interface MemberRecord {
   heartbeatAt: number;
 }
 
+/** An auth token as stored: whose it is and how long it has gone unused. */
+export interface TokenRecord {
+  user: string;
+  /** The user's password generation when the token was issued. */
+  generation: string;
+  /** The auth epoch (it changes when auth is enabled again) when the token was issued. */
+  epoch: string;
+  /** ms since the token was last used, on the store's clock. */
+  idleMs: number;
+}
+
+/**
+ * Auth tokens, shared by every instance on the store and kept by the SHA-256
+ * of the token only: a reader of the store (or of a backup) learns no token.
+ * Outside the revision log: tokens are not keys and bump no revision.
+ */
+export interface TokenStore {
+  /** Record a new token, used now. */
+  put(hash: Buffer, t: Omit<TokenRecord, 'idleMs'>): Promise<void>;
+  get(hash: Buffer): Promise<TokenRecord | null>;
+  /** Mark tokens as used now. */
+  touch(hashes: Buffer[]): Promise<void>;
+  /** Forget tokens unused for longer than idleMs (expired ones). */
+  dropIdle(idleMs: number): Promise<void>;
+}
+
 /** Everything one write batch changed, computed by mvcc. */
 export interface WriteSet {
   /** Leases created or changed (keepalive), and leases removed. */
@@ -184,4 +210,6 @@ export interface Driver {
   revisions?(): Promise<{ revision: number; compactRevision: number }>;
   /** Give unused space back to the system (etcd's Defragment). */
   defragment?(): Promise<void>;
+  /** Auth tokens (see TokenStore). */
+  readonly tokens: TokenStore;
 }

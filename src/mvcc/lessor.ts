@@ -93,6 +93,11 @@ export class Lessor {
     return { header: { revision }, ID: lease, TTL: Math.max(0, Math.trunc((l.expiresAt - now) / 1000)), grantedTTL: l.ttl, keys };
   }
 
+  /** The keys attached to a lease now (none for an unknown lease). */
+  keysOf(id: Int64): Promise<Buffer[]> {
+    return this.store.driver.keysWithLease(leaseId(id));
+  }
+
   async leases(): Promise<{ header: Header; leases: { ID: string }[] }> {
     const revision = this.store.knownRevision;
     const all = await this.store.driver.listLeases();

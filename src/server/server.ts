@@ -5,13 +5,13 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { ApiContext, ServiceHandlers } from '../api/context';
-import { adminRules, authRules, guard, kvRules, leaseRules } from '../api/auth-guard';
+import { authPolicies, clusterPolicies, guard, kvPolicies, leasePolicies, maintenancePolicies } from '../api/auth-guard';
 import { authService } from '../api/auth';
 import { clusterService } from '../api/cluster';
 import { leaseService } from '../api/lease';
 import { KV_COSTS, LEASE_COSTS, withQuota } from '../api/quota';
 import { memberIdentity, stableId, type Identity } from '../api/identity';
-import { kvService } from '../api/kv';
+import { checkRequestSize, kvService } from '../api/kv';
 import { maintenanceService, SNAPSHOT_UNSUPPORTED } from '../api/maintenance';
 import type { WatchContext } from '../api/watch';
 import { parseClientUrl, retentionOf, type Config } from '../config';
@@ -19,7 +19,7 @@ import { createGateway } from '../gateway/gateway';
 import { keepAliveJson } from '../gateway/keepalive-json';
 import { watchJson } from '../gateway/watch-json';
 import { Alarms } from '../mvcc/alarms';
-import { AuthStore } from '../mvcc/auth-store';
+import { AuthStore, type AuthInfo } from '../mvcc/auth-store';
 import { Lessor } from '../mvcc/lessor';
 import { AutoCompactor } from '../mvcc/auto-compactor';
 import { MvccStore } from '../mvcc/store';
@@ -107,22 +107,27 @@ export class EtcdAdapterServer {
       progressIntervalMs: config.watchProgressNotifyInterval,
       sizeOf: (res) => messageSize(WatchResponseType, res as unknown as Record<string, unknown>),
       permit: (range, meta) => {
-        try {
-          // back to etcd's request form: no end = one key, "\0" = no upper bound
-          auth.check(auth.identify(meta.token), 'read', range.key, range.end === null ? null : range.end.length === 0 ? Buffer.from([0]) : range.end);
+        // back to etcd's request form: no end = one key, "\0" = no upper bound
+        const end = range.end === null ? null : range.end.length === 0 ? Buffer.from([0]) : range.end;
+        const decide = (info: AuthInfo | null) => {
+          auth.check(info, 'read', range.key, end);
           return null;
+        };
+        // etcd gives Go's rendering of the gRPC error as the reason
+        try {
+          const info = auth.identify(meta.token);
+          return info instanceof Promise ? info.then(decide).catch(goStatusText) : decide(info);
         } catch (err) {
-          // etcd gives Go's rendering of the gRPC error as the reason
           return goStatusText(err);
         }
       },
     };
     const unary: Record<string, ServiceHandlers> = {
-      'etcdserverpb.KV': guard(withQuota(kvService(api), alarms, KV_COSTS), kvRules(auth), auth),
-      'etcdserverpb.Lease': guard(withQuota(leaseService(api, lessor), alarms, LEASE_COSTS), leaseRules(auth, lessor), auth),
-      'etcdserverpb.Maintenance': guard(maintenanceService(api, alarms), adminRules(auth, ['Defragment', 'Hash', 'HashKV', 'MoveLeader', 'Downgrade']), auth),
-      'etcdserverpb.Cluster': guard(clusterService(api), adminRules(auth, ['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote']), auth),
-      'etcdserverpb.Auth': guard(authService(api, auth), authRules(auth), auth),
+      'etcdserverpb.KV': guard(withQuota(kvService(api), alarms, KV_COSTS), kvPolicies(auth, lessor, config.maxTxnOps, (req) => checkRequestSize(api, req)), auth),
+      'etcdserverpb.Lease': guard(withQuota(leaseService(api, lessor), alarms, LEASE_COSTS), leasePolicies(auth, lessor), auth),
+      'etcdserverpb.Maintenance': guard(maintenanceService(api, alarms), maintenancePolicies(auth, ['Defragment', 'Hash', 'HashKV', 'MoveLeader', 'Downgrade']), auth),
+      'etcdserverpb.Cluster': guard(clusterService(api), clusterPolicies(auth, ['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote']), auth),
+      'etcdserverpb.Auth': guard(authService(api, auth), authPolicies(auth), auth),
       'grpc.health.v1.Health': healthService(),
     };
     const snapshot = unimplemented(SNAPSHOT_UNSUPPORTED);
