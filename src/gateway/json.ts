@@ -200,7 +200,8 @@ function convert(field: protobuf.Field, v: unknown): unknown {
   }
   if (rt instanceof protobuf.Enum) {
     if (typeof v === 'string') {
-      if (!(v in rt.values)) throw invalidArgument(`unknown value "${v}" for enum ${rt.fullName.replace(/^\./, '').replace(/\.([^.]+)$/, '_$1')}`);
+      // own names only: "constructor" or "toString" are not enum values
+      if (!Object.hasOwn(rt.values, v)) throw invalidArgument(`unknown value "${v}" for enum ${rt.fullName.replace(/^\./, '').replace(/\.([^.]+)$/, '_$1')}`);
       return rt.values[v];
     }
     if (typeof v === 'number' && Number.isInteger(v)) return v;
