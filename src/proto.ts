@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
+import { isDepthError, messageDepthFor, tooDeepTxn } from './mvcc/txn-nesting';
 
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', 'proto');
 const FILES = ['etcdserverpb/rpc.proto', 'grpc/health/v1/health.proto'];
@@ -84,9 +85,17 @@ function load(): protoLoader.PackageDefinition {
           return type.toObject(msg, LOADER_OPTIONS as protobuf.IConversionOptions);
         };
       }
+      // A txn nested past what any budget allows becomes a stand-in refused as too many ops.
+      const nested = name === 'etcdserverpb.KV' && methodName === 'Txn';
       // Remember each request's wire size: etcd refuses writes above --max-request-bytes.
       method.requestDeserialize = (buf: Buffer) => {
-        const req = decode(buf) as object;
+        let req: object;
+        try {
+          req = decode(buf) as object;
+        } catch (err) {
+          if (!nested || !isDepthError(err)) throw err;
+          req = tooDeepTxn();
+        }
         setRequestSize(req, buf.length);
         return req;
       };
@@ -108,6 +117,23 @@ export const protoRoot: protobuf.Root = (() => {
   root.resolveAll();
   return root;
 })();
+
+/** The deepest message protobufjs decodes, encodes or converts (see txn-nesting.ts). */
+let messageDepth = 0;
+
+/** Lets txns nest as deep as --max-txn-ops allows (never lowered: servers in one process share protobufjs). */
+export function allowTxnNesting(maxTxnOps: number): void {
+  messageDepth = Math.max(messageDepth, messageDepthFor(maxTxnOps));
+  protobuf.util.recursionLimit = messageDepth;
+  (protobuf.Reader as unknown as { recursionLimit: number }).recursionLimit = messageDepth;
+}
+
+/** The deepest message the JSON gateway converts. */
+export function maxMessageDepth(): number {
+  return messageDepth;
+}
+
+allowTxnNesting(128);
 
 export const packageDefinition = load();
 

@@ -82,8 +82,8 @@ function unaryHandler(route: Route, types: { req: protobuf.Type; res: protobuf.T
       if (body.trim().length > 0) {
         try {
           json = parseJson(body);
-        } catch {
-          throw syntaxError(body);
+        } catch (err) {
+          throw err instanceof EtcdError ? err : syntaxError(body);
         }
       }
       const request = fromJson(types.req, json);

@@ -10,12 +10,15 @@
 // unknown fields and nulls ignored. Anything of the wrong type is refused with
 // INVALID_ARGUMENT and a Go-style message, as etcd's gateway refuses it.
 import * as protobuf from 'protobufjs';
-import { invalidArgument } from '../errors';
+import { ErrTooManyOps, invalidArgument } from '../errors';
+import { maxMessageDepth } from '../proto';
 
 const INT64 = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
 const INT32 = new Set(['int32', 'uint32', 'sint32', 'fixed32', 'sfixed32']);
 
 // ---------------------------------------------------------------- parsing
+
+const GO_MAX_JSON_DEPTH = 10_000;
 
 /**
  * JSON.parse, except that integers of 16 digits or more (outside strings) come
@@ -25,6 +28,7 @@ export function parseJson(text: string): unknown {
   let out = '';
   let last = 0;
   let inString = false;
+  let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
@@ -34,6 +38,15 @@ export function parseJson(text: string): unknown {
     }
     if (c === 0x22) {
       inString = true;
+      continue;
+    }
+    if (c === 0x7b || c === 0x5b) {
+      // Go's encoding/json refuses nesting past 10,000 levels; so does etcd's gateway.
+      if (++depth > GO_MAX_JSON_DEPTH) throw invalidArgument(`invalid character '${text[i]}' exceeded max depth`);
+      continue;
+    }
+    if (c === 0x7d || c === 0x5d) {
+      depth--;
       continue;
     }
     if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
@@ -82,51 +95,62 @@ function goSyntaxMessage(text: string): string {
     if (!/[0-9]/.test(text[i] ?? '')) bad('in numeric literal');
     while (/[0-9.eE+-]/.test(text[i] ?? '')) i++;
   };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === '{') {
-      i++;
-      ws();
-      if (text[i] === '}') return void i++;
-      for (;;) {
-        ws();
-        if (text[i] !== '"') bad('looking for beginning of object key string');
-        string();
-        ws();
-        if (text[i] !== ':') bad('after object key');
-        i++;
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === '}') return void i++;
-        bad('after object key:value pair');
-      }
-    }
-    if (c === '[') {
-      i++;
-      ws();
-      if (text[i] === ']') return void i++;
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') return void i++;
-        bad('after array element');
-      }
-    }
+  const scalar = (c: string | undefined): void => {
     if (c === '"') return string();
     if (c === 't') return literal('true');
     if (c === 'f') return literal('false');
     if (c === 'n') return literal('null');
     if (c === '-' || /[0-9]/.test(c ?? '')) return number();
     bad('looking for beginning of value');
+  };
+  const key = (): void => {
+    ws();
+    if (text[i] !== '"') bad('looking for beginning of object key string');
+    string();
+    ws();
+    if (text[i] !== ':') bad('after object key');
+    i++;
+  };
+  /** One value, nested objects and arrays kept on a stack (deep input cannot overflow the call stack). */
+  const value = (): void => {
+    const open: string[] = [];
+    let expectValue = true;
+    for (;;) {
+      if (expectValue) {
+        ws();
+        const c = text[i];
+        if (c === '{' || c === '[') {
+          i++;
+          ws();
+          if (text[i] === (c === '{' ? '}' : ']')) {
+            i++;
+            expectValue = false;
+          } else {
+            open.push(c);
+            if (c === '{') key();
+            continue;
+          }
+        } else {
+          scalar(c);
+          expectValue = false;
+        }
+      }
+      if (open.length === 0) return;
+      ws();
+      const inObject = open[open.length - 1] === '{';
+      if (text[i] === ',') {
+        i++;
+        if (inObject) key();
+        expectValue = true;
+        continue;
+      }
+      if (text[i] === (inObject ? '}' : ']')) {
+        i++;
+        open.pop();
+        continue;
+      }
+      bad(inObject ? 'after object key:value pair' : 'after array element');
+    }
   };
   try {
     value();
@@ -192,11 +216,11 @@ function scalarDefault(field: protobuf.Field): unknown {
   }
 }
 
-function convert(field: protobuf.Field, v: unknown): unknown {
+function convert(field: protobuf.Field, v: unknown, depth: number): unknown {
   const rt = field.resolvedType;
   if (rt instanceof protobuf.Type) {
     if (typeof v !== 'object' || Array.isArray(v)) throw mismatch(v, rt.name);
-    return fromJson(rt, v);
+    return fromJson(rt, v, depth + 1);
   }
   if (rt instanceof protobuf.Enum) {
     if (typeof v === 'string') {
@@ -232,7 +256,9 @@ function convert(field: protobuf.Field, v: unknown): unknown {
  * requests (see LOADER_OPTIONS): every field present, int64 as strings, enums
  * as numbers, bytes as Buffers, set oneofs named by their discriminator.
  */
-export function fromJson(type: protobuf.Type, value: unknown): Record<string, unknown> {
+export function fromJson(type: protobuf.Type, value: unknown, depth = 0): Record<string, unknown> {
+  // Only txns nest (TxnRequest in RequestOp): this deep, one is over any op budget (txn-nesting.ts).
+  if (depth > maxMessageDepth()) throw ErrTooManyOps;
   if (value === null || value === undefined) value = {};
   if (typeof value !== 'object' || Array.isArray(value)) throw mismatch(value, 'map[string]json.RawMessage');
   const input = value as Record<string, unknown>;
@@ -248,9 +274,9 @@ export function fromJson(type: protobuf.Type, value: unknown): Record<string, un
     }
     if (field.repeated) {
       if (!Array.isArray(v)) throw mismatch(v, `[]${field.type}`);
-      out[field.name] = v.filter((x) => x !== null).map((x) => convert(field, x));
+      out[field.name] = v.filter((x) => x !== null).map((x) => convert(field, x, depth));
     } else {
-      out[field.name] = convert(field, v);
+      out[field.name] = convert(field, v, depth);
       if (inOneof) out[field.partOf!.name] = field.name;
     }
   }

@@ -11,6 +11,7 @@ import {
   ErrValueProvided,
   keyTooLong,
 } from '../errors';
+import { isTooDeep } from './txn-nesting';
 import { leaseId, type DeleteRangeRequest, type PutRequest, type RangeRequest, type RequestOp, type TxnRequest } from './requests';
 
 export function checkRange(r: RangeRequest): void {
@@ -34,6 +35,7 @@ export function checkDelete(r: DeleteRangeRequest): void {
  * gets what the enclosing level leaves of it.
  */
 export function checkTxn(r: TxnRequest, maxOps: number): void {
+  if (isTooDeep(r)) throw ErrTooManyOps;
   const opc = Math.max(r.compare.length, r.success.length, r.failure.length);
   if (opc > maxOps) throw ErrTooManyOps;
   for (const c of r.compare) if (c.key.length === 0) throw ErrEmptyKey;

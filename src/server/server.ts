@@ -24,7 +24,7 @@ import { Lessor } from '../mvcc/lessor';
 import { AutoCompactor } from '../mvcc/auto-compactor';
 import { MvccStore } from '../mvcc/store';
 import { WatchHub } from '../mvcc/watch-hub';
-import { protoRoot } from '../proto';
+import { allowTxnNesting, protoRoot } from '../proto';
 import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
 import { createGrpcServer, fastUnaryMethods } from './grpc-server';
@@ -79,6 +79,7 @@ export class EtcdAdapterServer {
 
   private async open(): Promise<void> {
     const { config } = this;
+    allowTxnNesting(config.maxTxnOps);
     const driver = createDriver(config.backend, { dataDir: config.dataDir, readCacheBytes: config.readCacheBytes, readLeaseMs: config.readLease, log });
     await driver.open();
     const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps }));
