@@ -12,6 +12,7 @@ import type { Driver } from '../src/mvcc/driver';
 import { MemoryDriver } from './memory/memory-driver';
 import { MysqlClient, type MysqlTarget } from './mysql/mysql-client';
 import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
+import { privateDataDir, privateSqliteFiles } from './sqlite/file-modes';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
 import { SqlDriver } from './sql/sql-driver';
@@ -47,8 +48,9 @@ export function defaultBackend(dataDir: string): string {
 }
 
 export function createDriver(backend: string, opts: BackendOptions): Driver {
+  const warn = opts.log ?? (() => undefined);
   if (!backend) {
-    fs.mkdirSync(opts.dataDir, { recursive: true });
+    privateDataDir(opts.dataDir, warn);
     backend = defaultBackend(opts.dataDir);
   }
   const scheme = /^([a-z0-9+]+):/i.exec(backend)?.[1]?.toLowerCase() ?? backend.toLowerCase();
@@ -56,7 +58,7 @@ export function createDriver(backend: string, opts: BackendOptions): Driver {
     case 'memory':
       return new MemoryDriver();
     case 'sqlite':
-      return cached(sqliteDriver(backend), opts);
+      return cached(sqliteDriver(backend, warn), opts);
     case 'mysql':
     case 'mariadb':
       return cached(mysqlDriver(backend, false), opts);
@@ -67,13 +69,14 @@ export function createDriver(backend: string, opts: BackendOptions): Driver {
   }
 }
 
-function sqliteDriver(backend: string): Driver {
+function sqliteDriver(backend: string, warn: (msg: string) => void): Driver {
   const file = backend.replace(/^sqlite:(\/\/)?/i, '');
   if (!file) throw new BackendError(`bad backend "${backend}": give the SQLite file, as sqlite:///path/state.db`);
   const dir = path.dirname(path.resolve(file));
   if (!fs.existsSync(dir)) throw new BackendError(`bad backend "${backend}": the directory ${dir} does not exist`);
   let client: SqliteClient;
   try {
+    privateSqliteFiles(file, warn);
     client = new SqliteClient(file, 'FULL');
   } catch (err) {
     throw new BackendError(`cannot open the SQLite database ${file}: ${(err as Error).message}`);

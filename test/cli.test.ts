@@ -107,4 +107,41 @@ describe('command line', () => {
     s.child.kill('SIGTERM');
     await s.exit;
   });
+
+  it('keeps the data to its own user: data directory 0700, SQLite files 0600, no token in the file', async () => {
+    const port = await freePort();
+    const endpoint = `127.0.0.1:${port}`;
+    const s = await serve(['--listen-client-urls', `http://${endpoint}`, '--name', 'private']);
+    await waitFor('the server', async () => ((await etcdctl(endpoint, ['endpoint', 'health'])).code === 0 ? true : undefined));
+    const dir = path.join(s.cwd, 'private.etcd');
+    const modeOf = (f: string) => (fs.statSync(f).mode & 0o777).toString(8);
+    assert.equal((await etcdctl(endpoint, ['user', 'add', 'root:rootpw'])).code, 0);
+    assert.equal((await etcdctl(endpoint, ['user', 'grant-role', 'root', 'root'])).code, 0);
+    assert.equal((await etcdctl(endpoint, ['auth', 'enable'])).code, 0);
+    const client = new EtcdGrpcClient(endpoint);
+    const { token } = await client.call(client.auth, 'Authenticate', { name: 'root', password: 'rootpw' });
+    client.close();
+    assert.equal(modeOf(dir), '700');
+    for (const f of ['state.db', 'state.db-wal', 'state.db-shm']) assert.equal(modeOf(path.join(dir, f)), '600', f);
+    // A reader of the file finds no token to use (only hashes of them).
+    const bytes = Buffer.concat(['state.db', 'state.db-wal'].map((f) => fs.readFileSync(path.join(dir, f))));
+    assert.equal(bytes.indexOf(token), -1, 'the token is not in the database');
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exit, 0);
+
+    // An existing data directory and files that others can read are tightened, with a warning.
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(path.join(dir, 'state.db'), 0o644);
+    const again = spawn(process.execPath, [BIN, '--listen-client-urls', `http://${endpoint}`, '--name', 'private'], { cwd: s.cwd, env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    again.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise((resolve) => again.once('exit', resolve));
+    await waitFor('the server', async () => ((await fetch(`http://${endpoint}/health`).catch(() => null))?.ok ? true : undefined));
+    assert.equal(modeOf(dir), '700');
+    assert.equal(modeOf(path.join(dir, 'state.db')), '600');
+    assert.match(stderr, /data directory ".*private\.etcd" was drwxr-xr-x: set to drwx------/);
+    assert.match(stderr, /state\.db" was -rw-r--r--: set to -rw-------/);
+    again.kill('SIGTERM');
+    await exited;
+  });
 });
