@@ -5,7 +5,8 @@
 //   BENCH_ROUNDS=3         rounds per scenario, alternating which server goes
 //                          first; the round with the median throughput is shown
 //   BENCH_BACKENDS=memory,sqlite,mysql   which storage backends to measure
-//   BENCH_SUITES=kv,watch,cross,auth     which parts
+//   BENCH_SUITES=kv,watch,cross,auth,compaction     which parts
+//   BENCH_COMPACTION=40000                superseded versions in the compaction suite
 //   BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306   a scratch database is created there
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,9 +16,11 @@ import { alternate, rounds, seconds } from './compare';
 import { adapter, realEtcd, type BenchServer } from './servers';
 import { fanout, idleHttpWatches, memoryPerWatcher, pooled, type FanoutResult } from './watch';
 import { authTable } from './auth';
+import { compactionTable } from './compaction';
 import { createMysqlDatabase } from '../test/helpers/backends';
 
-const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth').split(','));
+const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth,compaction').split(','));
+const COMPACTION_VERSIONS = Number(process.env.BENCH_COMPACTION ?? 40_000);
 const backends = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,mysql').split(',');
 if (process.env.BENCH_MYSQL_URL) process.env.TEST_MYSQL_URL = process.env.BENCH_MYSQL_URL;
 
@@ -108,6 +111,22 @@ async function main(): Promise<void> {
     }
   } finally {
     await etcd.stop();
+  }
+  if (suites.has('compaction')) {
+    for (const kind of backends) {
+      const dbs: { drop(): Promise<void> }[] = [];
+      const ours = async () => {
+        const db = await backendUrl(kind);
+        dbs.push(db);
+        return adapter(['--backend', db.url, '--auto-compaction-retention', '0'], kind);
+      };
+      const cases: ['one key' | 'many keys', number][] = [['one key', COMPACTION_VERSIONS / 4], ['one key', COMPACTION_VERSIONS], ['many keys', COMPACTION_VERSIONS]];
+      try {
+        console.log(`${await compactionTable(kind, { etcd: realEtcd, ours }, cases)}\n`);
+      } finally {
+        for (const db of dbs) await db.drop();
+      }
+    }
   }
   if (suites.has('auth')) console.log(`${await authTable()}\n`);
   if (suites.has('cross')) {

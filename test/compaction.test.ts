@@ -2,7 +2,10 @@
 // auto-compaction keeping the last 200 revisions, a second burst of writes
 // as large as the first must not grow the log (rows) nor the database (bytes)
 // much beyond what the first left; reads above the compact revision still
-// see the right data.
+// see the right data. Compaction goes in short steps: on SQLite (one writer)
+// a write waits for at most about one step, and a server asked to stop in the
+// middle of a long compaction stops, and finishes the compaction when it
+// starts again.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
@@ -12,6 +15,7 @@ import { startServer } from '../src/index';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { backendsUnderTest, freshBackend } from './helpers/backends';
 import { waitFor } from './helpers/ports';
+import { spawnAdapter } from './helpers/spawn';
 
 async function logRows(url: string): Promise<number> {
   if (url.startsWith('sqlite://')) {
@@ -92,3 +96,84 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
     });
   });
 }
+
+/** `n` versions of one key, written by 16 clients at once. */
+async function overwrite(c: EtcdGrpcClient, key: string, n: number): Promise<number> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (i < n) {
+        i++;
+        await c.put({ key: b(key), value: Buffer.alloc(64, 'v') });
+      }
+    }),
+  );
+  return Number((await c.range({ key: b(key) })).header.revision);
+}
+
+describe('compaction in steps (sqlite)', { skip: !backendsUnderTest().includes('sqlite') && 'sqlite is not under test' }, () => {
+  const VERSIONS = 5000;
+
+  it('a write waits for about one step, never for the whole compaction', async () => {
+    const fresh = await freshBackend('sqlite');
+    const server = await startServer({ backend: fresh.url, autoCompaction: { mode: 'revision', retention: '0' } });
+    const c = new EtcdGrpcClient(server.endpoint);
+    try {
+      const revision = await overwrite(c, 'hot', VERSIONS);
+      // One writer all along; for each of its puts, how many log rows compaction removed meanwhile.
+      let writing = true;
+      let worst = 0;
+      let puts = 0;
+      const writer = (async () => {
+        for (let i = 0; writing; i++) {
+          const before = await logRows(fresh.url);
+          await c.put({ key: b(`w/${i % 10}`), value: b('x') });
+          worst = Math.max(worst, before - (await logRows(fresh.url)));
+          puts++;
+        }
+      })();
+      await c.compact({ revision, physical: true });
+      writing = false;
+      await writer;
+      assert.ok(puts > 1, 'writes went on during the compaction');
+      // A step is 500 rows; what a put may see removed is a step or two (plus any that end while it is answered).
+      assert.ok(worst <= VERSIONS / 2, `a put waited while ${worst} rows were removed`);
+      assert.ok((await logRows(fresh.url)) < 100, 'the history is gone');
+    } finally {
+      c.close();
+      await server.close();
+      await fresh.drop();
+    }
+  });
+
+  it('SIGTERM in the middle of a long compaction stops the server; it finishes the compaction when started again', async () => {
+    const fresh = await freshBackend('sqlite');
+    try {
+      const args = ['--backend', fresh.url, '--auto-compaction-retention', '0'];
+      const s = await spawnAdapter(args);
+      const c = new EtcdGrpcClient(s.endpoint);
+      const revision = await overwrite(c, 'hot', VERSIONS * 4);
+      const rows = await logRows(fresh.url);
+      const compaction = c.compact({ revision, physical: true }).catch(() => undefined);
+      await waitFor('the compaction to be under way', async () => ((await logRows(fresh.url)) < rows ? true : undefined));
+      const stopped = s.stop();
+      assert.equal(await stopped, 0, 'the server exits cleanly');
+      await compaction;
+      c.close();
+      const left = await logRows(fresh.url);
+      assert.ok(left >= 10, `the server stopped between steps, not after the whole compaction (${left} of ${rows} rows left)`);
+      const again = await spawnAdapter(args);
+      try {
+        await waitFor('the compaction to finish after the restart', async () => ((await logRows(fresh.url)) < 10 ? true : undefined), 60000);
+        const c2 = new EtcdGrpcClient(again.endpoint);
+        const r = await c2.range({ key: b('hot') });
+        assert.equal(Number(r.kvs[0].mod_revision), revision, 'the latest version is there');
+        c2.close();
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await fresh.drop();
+    }
+  });
+});

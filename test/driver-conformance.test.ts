@@ -185,6 +185,48 @@ for (const factory of driverFactories()) {
       });
     });
 
+    it('compaction in steps: a revision with more rows than a step, a key with more versions than a step', async () => {
+      await open();
+      const N = 1200; // more than one compaction step of the SQL driver (500 rows)
+      const name = (i: number) => `m/${String(i).padStart(5, '0')}`;
+      const many = Array.from({ length: N }, (_, i) => kv(name(i), 2));
+      await commit(d, set({ entries: many.map((x, i) => put(x, i)), puts: many, revision: 2 }));
+      // revision 3: every one of them deleted at once; 4: the even ones back
+      await commit(d, set({ entries: many.map((x, i) => del(x.key.toString('latin1'), 3, i, 2)), deletes: many.map((x) => x.key), revision: 3 }));
+      const back = many.filter((_, i) => i % 2 === 0).map((x) => kv(x.key.toString('latin1'), 4));
+      await commit(d, set({ entries: back.map((x, i) => put(x, i)), puts: back, revision: 4 }));
+      // revisions 5 .. 5+N-1: one key overwritten N times
+      for (let r = 5; r < 5 + N; r++) {
+        const hot = kv('hot', r, 5, r - 4);
+        await commit(d, set({ entries: [put(hot, 0, r > 5 ? r - 1 : 0)], puts: [hot], revision: r }));
+      }
+      const last = 4 + N;
+      const middle = 5 + N / 2;
+      await d.write(async (tx) => tx.setCompactRevision(middle));
+      await d.compact(middle);
+      const at = (rev: number) => d.read(async (view) => view.range({ ...all, revision: rev, limit: 0, countOnly: false, keysOnly: false }));
+      const atMiddle = await at(middle);
+      assert.equal(atMiddle.count, N / 2 + 1);
+      const hotIn = (kvs: KeyValue[]) => kvs.find((x) => x.key.toString('latin1') === 'hot');
+      assert.deepEqual(hotIn(atMiddle.kvs), kv('hot', middle, 5, middle - 4));
+      assert.deepEqual(hotIn((await at(last)).kvs), kv('hot', last, 5, last - 4));
+      // gone: the versions superseded at or below the compact revision, and the deletions there
+      assert.deepEqual(await d.getVersions([{ key: b(name(0)), revision: 2 }, { key: b('hot'), revision: middle - 1 }, { key: b('hot'), revision: 5 }]), [null, null, null]);
+      // kept: the latest version at or below it, and everything above it
+      assert.deepEqual(await d.getVersions([{ key: b(name(0)), revision: 4 }, { key: b('hot'), revision: middle }, { key: b('hot'), revision: middle + 1 }]), [
+        kv(name(0), 4),
+        kv('hot', middle, 5, middle - 4),
+        kv('hot', middle + 1, 5, middle - 3),
+      ]);
+      // the deleted odd keys left no trace below the compact revision
+      const log = await d.readLog(middle - 1, N);
+      assert.ok(log.entries.every((e) => !e.deleted && e.kv.key.toString('latin1') === 'hot'), 'only the hot key is left in the log from there');
+      await d.write(async (tx) => tx.setCompactRevision(last));
+      await d.compact(last);
+      assert.deepEqual(await d.getVersions([{ key: b('hot'), revision: last - 1 }, { key: b('hot'), revision: last }]), [null, kv('hot', last, 5, last - 4)]);
+      assert.equal((await at(last)).count, N / 2 + 1);
+    });
+
     it('leases: stored with their TTL and expiry; the keys attached to each are found', async () => {
       await open();
       const now = await d.now();

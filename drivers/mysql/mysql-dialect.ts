@@ -70,7 +70,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
     least: (a, b) => `LEAST(${a}, ${b})`,
     insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
-    beginCompaction: 'SELECT compacted_to FROM etcd_compaction WHERE id = 1 FOR UPDATE',
+    beginCompaction: 'SELECT compacted_to, compacted_sub FROM etcd_compaction WHERE id = 1 FOR UPDATE',
     statsQuery: `SELECT COALESCE(SUM(data_length + index_length + data_free), 0) AS size, COALESCE(SUM(data_free), 0) AS free
       FROM information_schema.TABLES WHERE table_schema = DATABASE() AND table_name LIKE 'etcd\\_%'`,
     reclaim: [],
@@ -80,7 +80,14 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
       `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
        ON DUPLICATE KEY UPDATE ${columns.filter((c) => c !== key).map((c) => `${c} = VALUES(${c})`).join(', ')}`,
     nowMs: 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)',
-    migrations: [ddl(engine), leasesAndShared(engine), readLease(engine), tokens(engine)],
+    migrations: [
+      ddl(engine),
+      leasesAndShared(engine),
+      readLease(engine),
+      tokens(engine),
+      // Compaction progress to the row: (compacted_to, compacted_sub) is the last log row done.
+      ['ALTER TABLE etcd_compaction ADD COLUMN compacted_sub BIGINT NOT NULL DEFAULT 2147483647'],
+    ],
   };
 }
 

@@ -26,8 +26,10 @@ import { StorageUnavailableError } from '../../src/errors';
 
 const KV_SELECT = 'k, v, create_revision, mod_revision, version, lease';
 const LOG_SELECT = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
-/** Revisions per compaction step: each is one short transaction. */
-const COMPACT_WINDOW = 500;
+/** Log rows per compaction step: each step is one short transaction. */
+const COMPACT_BATCH = 500;
+/** compacted_sub when every row of compacted_to is done. */
+const WHOLE_REVISION = 2_147_483_647;
 const WRITE_ATTEMPTS = 8;
 /** How often a write waiting for another instance's read lease looks again. */
 const LEASE_RECHECK_MS = 20;
@@ -79,6 +81,8 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   /** Keeps this instance's writes out while another instance holds the read lease. */
   readonly fence = new LeaseFence();
   readonly tokens: TokenStore;
+  /** Set by close(): long work (compaction) stops between its steps. */
+  private closing = false;
 
   constructor(
     private readonly client: SqlClient,
@@ -119,6 +123,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.client.close();
   }
 
@@ -358,48 +363,57 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   /**
-   * Physical compaction up to `revision`, one window of revisions per short
-   * transaction. A key needs work only if it changed in (compacted_to,
-   * revision]: its older versions, and a final deletion, go. Progress is saved
-   * with each window; concurrent compactors (other instances) queue on the
-   * progress row and skip what is done.
+   * Physical compaction up to `revision`, in short transactions of at most
+   * COMPACT_BATCH log rows each, taken in log order after the saved progress
+   * (etcd_compaction: the last (revision, sub) done). Each row names what it
+   * makes unneeded: the key's previous version (prev_revision), superseded by
+   * this row at or below `revision`, and the row itself when it is a
+   * deletion. So a batch costs index lookups in proportion to its rows, never
+   * a search through a key's other versions, and writers (who take the
+   * revision lock, not the progress row) go on between and during batches.
+   * Concurrent compactors (other instances) queue on the progress row and
+   * skip what is done; a closing driver stops between batches.
    */
   async compact(revision: number): Promise<void> {
     for (;;) {
-      const done = await this.compactWindow(revision);
-      if (done) break;
+      if (this.closing) return;
+      if (await this.compactBatch(revision)) break;
     }
-    for (const sql of this.dialect.reclaim) await this.client.run(sql);
+    for (const sql of this.dialect.reclaim) {
+      if (this.closing) return;
+      await this.client.run(sql);
+    }
   }
 
-  private compactWindow(revision: number): Promise<boolean> {
+  private compactBatch(target: number): Promise<boolean> {
     return this.client.transaction({ sql: this.dialect.beginCompaction, params: [] }, async (tx, progress) => {
-      const from = Number(progress.compacted_to);
-      if (from >= revision) return { value: true, commit: [] };
-      const to = Math.min(revision, from + COMPACT_WINDOW);
-      const keys = await tx.all('SELECT DISTINCT k FROM etcd_log WHERE revision > ? AND revision <= ?', [from, to]);
-      const doomed: Row[] = [];
-      for (let i = 0; i < keys.length; i += 200) {
-        const chunk = keys.slice(i, i + 200).map((r) => r.k);
-        const rows = await tx.all(
-          `SELECT l.revision, l.sub FROM etcd_log l
-           WHERE l.k IN (${chunk.map(() => '?').join(', ')}) AND l.revision <= ?
-             AND (l.deleted = 1 OR EXISTS (SELECT 1 FROM etcd_log x WHERE x.k = l.k AND x.revision <= ?
-                  AND (x.revision > l.revision OR (x.revision = l.revision AND x.sub > l.sub))))`,
-          [...chunk, revision, revision],
-        );
-        doomed.push(...rows);
-      }
+      const fromRev = Number(progress.compacted_to);
+      const fromSub = Number(progress.compacted_sub);
+      if (fromRev > target || (fromRev === target && fromSub >= WHOLE_REVISION)) return { value: true, commit: [] };
+      const rows = await tx.all(
+        `SELECT revision, sub, k, deleted, prev_revision FROM etcd_log
+         WHERE revision >= ? AND revision <= ? AND (revision > ? OR sub > ?) ORDER BY revision, sub LIMIT ${COMPACT_BATCH}`,
+        [fromRev, target, fromRev, fromSub],
+      );
+      const done = rows.length < COMPACT_BATCH;
+      const tombstones: unknown[][] = [];
+      const superseded: unknown[][] = [];
       const commit: Statement[] = [];
-      for (let i = 0; i < doomed.length; i += 500) {
-        const chunk = doomed.slice(i, i + 500);
-        commit.push({
-          sql: `DELETE FROM etcd_log WHERE (revision, sub) IN (${chunk.map(() => '(?, ?)').join(', ')})`,
-          params: chunk.flatMap((r) => [r.revision, r.sub]),
-        });
+      for (const r of rows) {
+        const rev = Number(r.revision);
+        const prev = Number(r.prev_revision);
+        if (Number(r.deleted) === 1) tombstones.push([rev, Number(r.sub)]);
+        if (prev <= 0) continue;
+        if (prev < rev) superseded.push([r.k, prev]);
+        // the same key earlier in the same revision (not made by etcd's txns, but cheap to get right)
+        else commit.push({ sql: 'DELETE FROM etcd_log WHERE k = ? AND revision = ? AND sub < ?', params: [r.k, rev, Number(r.sub)] });
       }
-      commit.push({ sql: 'UPDATE etcd_compaction SET compacted_to = ? WHERE id = 1', params: [to] });
-      return { value: to >= revision, commit };
+      this.chunked(superseded, 2, (chunk) => commit.push({ sql: `DELETE FROM etcd_log WHERE (k, revision) IN (${chunk.map(() => '(?, ?)').join(', ')})`, params: chunk.flat() }));
+      this.chunked(tombstones, 2, (chunk) => commit.push({ sql: `DELETE FROM etcd_log WHERE (revision, sub) IN (${chunk.map(() => '(?, ?)').join(', ')})`, params: chunk.flat() }));
+      const last = rows[rows.length - 1];
+      const [toRev, toSub] = done ? [target, WHOLE_REVISION] : [Number(last.revision), Number(last.sub)];
+      commit.push({ sql: 'UPDATE etcd_compaction SET compacted_to = ?, compacted_sub = ? WHERE id = 1', params: [toRev, toSub] });
+      return { value: done, commit };
     });
   }
 

@@ -15,7 +15,7 @@ export const sqliteDialect: Dialect = {
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   least: (a, b) => `MIN(${a}, ${b})`,
   insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
-  beginCompaction: 'SELECT compacted_to FROM etcd_compaction WHERE id = 1',
+  beginCompaction: 'SELECT compacted_to, compacted_sub FROM etcd_compaction WHERE id = 1',
   statsQuery: `SELECT (SELECT page_count FROM pragma_page_count()) * (SELECT page_size FROM pragma_page_size()) AS size,
     (SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size()) AS free`,
   reclaim: ['PRAGMA incremental_vacuum', 'PRAGMA wal_checkpoint(TRUNCATE)'],
@@ -68,5 +68,7 @@ export const sqliteDialect: Dialect = {
       'CREATE TABLE IF NOT EXISTS etcd_tokens (hash BLOB NOT NULL PRIMARY KEY, name TEXT NOT NULL, generation TEXT NOT NULL, epoch TEXT NOT NULL, used_at INTEGER NOT NULL) WITHOUT ROWID',
       'CREATE INDEX IF NOT EXISTS etcd_tokens_used ON etcd_tokens (used_at)',
     ],
+    // Compaction progress to the row: (compacted_to, compacted_sub) is the last log row done.
+    ['ALTER TABLE etcd_compaction ADD COLUMN compacted_sub INTEGER NOT NULL DEFAULT 2147483647'],
   ],
 };

@@ -52,9 +52,21 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     });
   }
 
-  /** Learn the store's revision at start-up. */
+  /** Learn the store's revision at start-up; finish a physical compaction a shutdown interrupted. */
   async open(): Promise<void> {
-    this.latest = (await this.revisions()).revision;
+    const { revision, compactRevision } = await this.revisions();
+    this.latest = revision;
+    if (compactRevision > 0) this.physicalCompaction(compactRevision);
+  }
+
+  /** Queue the physical part of a compaction (they run one at a time, in order). */
+  private physicalCompaction(rev: number): Promise<void> {
+    this.compacting = this.compacting
+      .then(() => this.driver.compact(rev))
+      .catch((err) => {
+        console.error(`compaction to revision ${rev} failed: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    return this.compacting;
   }
 
   /** The newest revision known to this process without asking the driver. */
@@ -134,9 +146,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
       await tx.setCompactRevision(rev);
       return tx.revision;
     });
-    const done = (this.compacting = this.compacting.then(() => this.driver.compact(rev)).catch((err) => {
-      console.error(`compaction to revision ${rev} failed: ${err instanceof Error ? err.message : String(err)}`);
-    }));
+    const done = this.physicalCompaction(rev);
     if (r.physical) await done;
     return { header: { revision: current } };
   }
