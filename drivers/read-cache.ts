@@ -21,7 +21,7 @@
 // Above its memory budget the cache turns itself off and every read (and log
 // read) goes to the database.
 import type BTree from 'sorted-btree';
-import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteSet, type WriteTxn } from '../src/mvcc/driver';
+import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteOptions, type WriteSet, type WriteTxn } from '../src/mvcc/driver';
 import { keyString, type KeyRange } from '../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
 import { ErrCompacted, EtcdError, StorageUnavailableError } from '../src/errors';
@@ -98,6 +98,10 @@ export class ReadCachedDriver implements Driver {
   }
   get tokens(): TokenStore {
     return this.inner.tokens;
+  }
+
+  failing(): string | null {
+    return this.inner.failing?.() ?? null;
   }
 
   get maxKeyBytes(): number | undefined {
@@ -243,8 +247,8 @@ export class ReadCachedDriver implements Driver {
    * cache as well. While a write holds the lock, its reads of the current
    * view come from the cache when the cache is at the locked revision.
    */
-  async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
-    const write = this.recordedWrite(fn);
+  async write<T>(fn: (tx: WriteTxn) => Promise<T>, opts?: WriteOptions): Promise<T> {
+    const write = this.recordedWrite(fn, opts);
     this.writes.add(write);
     try {
       return await write;
@@ -257,7 +261,7 @@ export class ReadCachedDriver implements Driver {
     }
   }
 
-  private async recordedWrite<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+  private async recordedWrite<T>(fn: (tx: WriteTxn) => Promise<T>, opts?: WriteOptions): Promise<T> {
     let base = 0;
     let staged: WriteSet[] = [];
     let compactTo: number | null = null;
@@ -288,7 +292,7 @@ export class ReadCachedDriver implements Driver {
         },
       };
       return fn(recorded);
-    });
+    }, opts);
     if (compactTo !== null) this.compactRevision = Math.max(this.compactRevision, compactTo);
     const through = staged.reduce((r, ws) => Math.max(r, ws.revision), base);
     // Committed: the log after `base` is exactly these entries (the write held the store's lock).

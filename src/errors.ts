@@ -83,6 +83,18 @@ export class StorageUnavailableError extends EtcdError {
   }
 }
 
+/**
+ * A statement or transaction that did not finish in time (a frozen or
+ * overloaded database). Its outcome is unknown, so clients get etcd's answer
+ * for exactly that: `etcdserver: request timed out` (UNAVAILABLE).
+ */
+export class StorageTimeoutError extends StorageUnavailableError {
+  constructor(what: string) {
+    super(new Error(`${what} timed out`));
+    this.message = ErrTimeout.message;
+  }
+}
+
 function describe(err: unknown): string {
   if (err instanceof Error) return (err as { code?: string }).code ?? err.message;
   return String(err);

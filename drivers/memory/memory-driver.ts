@@ -73,6 +73,7 @@ export class MemoryDriver implements Driver {
     return fn(this.view());
   }
 
+  /** In memory a write never waits on anything but earlier writes: no deadline to keep. */
   write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
     const run = this.writeTail.then(() => this.runWrite(fn));
     this.writeTail = run.catch(() => undefined);

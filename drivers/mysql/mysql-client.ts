@@ -6,8 +6,8 @@
 // go with COMMIT in one multi-statement round trip when they fit a packet.
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
 import mysql from 'mysql2/promise';
-import { StorageUnavailableError } from '../../src/errors';
-import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
+import { earliest, RetryableError, StorageHealth, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 
 export interface MysqlTarget {
   host: string;
@@ -63,11 +63,14 @@ export interface TransactionStarts {
 
 export class MysqlClient implements SqlClient {
   readonly pool: mysql.Pool;
+  private readonly health = new StorageHealth();
 
   constructor(
     readonly target: MysqlTarget,
     private readonly starts: TransactionStarts,
     poolSize = 16,
+    /** How long a statement, or a whole transaction, may take (0: no limit). */
+    private readonly timeoutMs = STATEMENT_TIMEOUT_MS,
   ) {
     this.pool = mysql.createPool({
       host: target.host,
@@ -89,18 +92,82 @@ export class MysqlClient implements SqlClient {
     });
   }
 
-  all(sql: string, params: unknown[] = []): Promise<Row[]> {
-    return guarded(async () => (await this.pool.query(sql, params))[0] as Row[]);
+  all(sql: string, params: unknown[] = [], opts?: RunOptions): Promise<Row[]> {
+    return this.health.track(this.single(sql, params, opts) as Promise<Row[]>);
   }
 
-  async run(sql: string, params: unknown[] = []): Promise<void> {
-    await guarded(() => this.pool.query(sql, params));
+  async run(sql: string, params: unknown[] = [], opts?: RunOptions): Promise<void> {
+    await this.health.track(this.single(sql, params, opts));
   }
 
-  private executor(conn: mysql.PoolConnection): SqlExecutor {
+  /** The moment by which work started now must be done (null: no limit). */
+  private deadline(opts?: RunOptions): number | null {
+    const ms = opts?.timeoutMs ?? this.timeoutMs;
+    return ms > 0 ? performance.now() + ms : null;
+  }
+
+  /** One statement on a pooled connection, within the deadline. */
+  private async single(sql: string, params: unknown[], opts?: RunOptions): Promise<unknown> {
+    const deadline = this.deadline(opts);
+    const conn = await this.acquire(deadline);
+    try {
+      const result = await this.query(conn, sql, params, deadline);
+      conn.release();
+      return result;
+    } catch (err) {
+      if (!(err instanceof StorageTimeoutError)) conn.release();
+      throw err;
+    }
+  }
+
+  /**
+   * A pooled connection, or `request timed out` once the deadline passes (all
+   * of them busy with a database that does not answer). A connection that
+   * comes after that goes back to the pool.
+   */
+  private async acquire(deadline: number | null): Promise<mysql.PoolConnection> {
+    const pending = guarded(() => this.pool.getConnection());
+    if (deadline === null) return pending;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StorageTimeoutError('waiting for a database connection')), Math.max(0, deadline - performance.now()));
+    });
+    try {
+      return await Promise.race([pending, late]);
+    } catch (err) {
+      if (err instanceof StorageTimeoutError) pending.then((c) => c.release(), () => undefined);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A statement within the deadline. A statement still unanswered then leaves
+   * its connection unusable (mysql2 keeps waiting on it): it is destroyed, and
+   * the database rolls back what the connection had open when it notices.
+   */
+  private async query(conn: mysql.PoolConnection, sql: string, params: unknown[], deadline: number | null): Promise<unknown> {
+    const timeout = deadline === null ? undefined : Math.ceil(deadline - performance.now());
+    if (timeout !== undefined && timeout <= 0) {
+      conn.destroy();
+      throw new StorageTimeoutError('a database statement');
+    }
+    try {
+      return (await conn.query({ sql, timeout }, params))[0];
+    } catch (err) {
+      if ((err as { code?: string }).code === 'PROTOCOL_SEQUENCE_TIMEOUT') {
+        conn.destroy();
+        throw new StorageTimeoutError('a database statement');
+      }
+      throw classify(err);
+    }
+  }
+
+  private executor(conn: mysql.PoolConnection, deadline: number | null): SqlExecutor {
     return {
-      all: (sql, params = []) => guarded(async () => (await conn.query(sql, params))[0] as Row[]),
-      run: async (sql, params = []) => void (await guarded(() => conn.query(sql, params))),
+      all: async (sql, params = []) => (await this.query(conn, sql, params, deadline)) as Row[],
+      run: async (sql, params = []) => void (await this.query(conn, sql, params, deadline)),
     };
   }
 
@@ -110,33 +177,39 @@ export class MysqlClient implements SqlClient {
    * restarted) fails here, before anything was done: one retry on a fresh
    * connection is always safe.
    */
-  private async opened(sql: string, params: unknown[]): Promise<{ conn: mysql.PoolConnection; row: Row }> {
+  private async opened(sql: string, params: unknown[], deadline: number | null): Promise<{ conn: mysql.PoolConnection; row: Row }> {
     for (let attempt = 1; ; attempt++) {
-      const conn = await guarded(() => this.pool.getConnection());
+      const conn = await this.acquire(deadline);
       try {
-        const results = (await conn.query(sql, params))[0] as unknown[];
+        const results = (await this.query(conn, sql, params, deadline)) as unknown[];
         return { conn, row: (results[results.length - 1] as Row[])[0] };
       } catch (err) {
         conn.destroy();
-        const e = classify(err);
-        if (attempt >= 2 || !(e instanceof StorageUnavailableError)) throw e;
+        if (attempt >= 2 || err instanceof StorageTimeoutError || !(err instanceof StorageUnavailableError)) throw err;
       }
     }
   }
 
-  async transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T> {
-    const { conn, row: locked } = await this.opened(`${this.starts.startWrite}; ${begin.sql}`, begin.params);
+  transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, deadline?: number): Promise<T> {
+    return this.health.track(this.writeTransaction(begin, fn, deadline));
+  }
+
+  /** The whole transaction, COMMIT included, within one deadline. */
+  private async writeTransaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, until?: number): Promise<T> {
+    const deadline = earliest(this.deadline(), until);
+    const { conn, row: locked } = await this.opened(`${this.starts.startWrite}; ${begin.sql}`, begin.params, deadline);
     let open = true;
     let broken = false;
     try {
-      const outcome = await fn(this.executor(conn), locked);
+      const outcome = await fn(this.executor(conn, deadline), locked);
       // One round trip when it fits in a packet; the last one carries COMMIT.
       const groups = packetGroups([...outcome.commit, { sql: 'COMMIT', params: [] }], this.maxPacketBytes);
-      for (const g of groups) await guarded(() => conn.query(g.map((x) => x.sql).join(';\n'), g.flatMap((x) => x.params)));
+      for (const g of groups) await this.query(conn, g.map((x) => x.sql).join(';\n'), g.flatMap((x) => x.params), deadline);
       open = false;
       return outcome.value;
     } catch (err) {
-      if (open) {
+      if (err instanceof StorageTimeoutError) broken = true; // destroyed: the database rolls it back
+      else if (open) {
         await conn.query('ROLLBACK').catch(() => {
           broken = true;
           conn.destroy();
@@ -148,18 +221,30 @@ export class MysqlClient implements SqlClient {
     }
   }
 
-  async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
-    const { conn, row: meta } = await this.opened(`${this.starts.startSnapshot}; ${begin.sql}`, begin.params);
+  snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
+    return this.health.track(this.readSnapshot(begin, fn));
+  }
+
+  private async readSnapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
+    const deadline = this.deadline();
+    const { conn, row: meta } = await this.opened(`${this.starts.startSnapshot}; ${begin.sql}`, begin.params, deadline);
+    let broken = false;
     try {
-      try {
-        return await fn(this.executor(conn), meta);
-      } finally {
+      return await fn(this.executor(conn, deadline), meta);
+    } catch (err) {
+      if (err instanceof StorageTimeoutError) broken = true;
+      throw err;
+    } finally {
+      if (!broken) {
         // Nothing to wait for: the connection runs COMMIT before its next query.
         conn.query('COMMIT').catch(() => conn.destroy());
+        conn.release();
       }
-    } finally {
-      conn.release();
     }
+  }
+
+  failing(): string | null {
+    return this.health.failing();
   }
 
   /** Half of the server's max_allowed_packet (values travel hex-encoded); learned at start. */

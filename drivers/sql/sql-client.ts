@@ -1,6 +1,7 @@
 // What the generic SQL driver needs from a database connection, whatever the
 // library (better-sqlite3 is synchronous, mysql2 is a pool of async
 // connections). Rows come back as plain objects keyed by column name.
+import { StorageUnavailableError } from '../../src/errors';
 
 export type Row = Record<string, unknown>;
 
@@ -9,9 +10,22 @@ export interface Statement {
   params: unknown[];
 }
 
+/**
+ * How long one statement, or one whole transaction, may take before the
+ * request answers `etcdserver: request timed out` (etcd's own request timeout
+ * is about 7 s): a database that stops answering (frozen, partitioned) never
+ * holds a request longer than this.
+ */
+export const STATEMENT_TIMEOUT_MS = 5000;
+
+export interface RunOptions {
+  /** A limit other than STATEMENT_TIMEOUT_MS; 0 for none (schema changes, defragmentation). */
+  timeoutMs?: number;
+}
+
 export interface SqlExecutor {
-  all(sql: string, params?: unknown[]): Promise<Row[]>;
-  run(sql: string, params?: unknown[]): Promise<void>;
+  all(sql: string, params?: unknown[], opts?: RunOptions): Promise<Row[]>;
+  run(sql: string, params?: unknown[], opts?: RunOptions): Promise<void>;
 }
 
 export interface WriteOutcome<T> {
@@ -29,12 +43,44 @@ export interface SqlClient extends SqlExecutor {
    * Runs fn in a write transaction. `begin` is the statement that opens it and
    * takes the write lock (it returns the locked meta row); fn's reads see the
    * latest committed state, and nothing else commits until this transaction
-   * does. Rolls back when fn throws.
+   * does. Rolls back when fn throws. The whole of it, COMMIT included, must
+   * be done by the deadline (performance.now() time; at most
+   * STATEMENT_TIMEOUT_MS from now) or it fails with StorageTimeoutError.
    */
-  transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T>;
+  transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, deadline?: number): Promise<T>;
   /** Runs fn against one consistent snapshot; `begin` reads the meta row inside it. */
   snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T>;
+  /** Why the database is failing (its last answer was a fault or nothing in time), or null. */
+  failing(): string | null;
   close(): Promise<void>;
+}
+
+/** The earlier of two deadlines (null: none). */
+export function earliest(a: number | null, b: number | undefined): number | null {
+  if (b === undefined) return a;
+  return a === null ? b : Math.min(a, b);
+}
+
+/** Whether the database answered last time: a fault sets the reason, the next success clears it. */
+export class StorageHealth {
+  private reason: string | null = null;
+
+  track<T>(work: Promise<T>): Promise<T> {
+    return work.then(
+      (v) => {
+        this.reason = null;
+        return v;
+      },
+      (err) => {
+        if (err instanceof StorageUnavailableError) this.reason = err.message;
+        throw err;
+      },
+    );
+  }
+
+  failing(): string | null {
+    return this.reason;
+  }
 }
 
 /** A database error that means "try the transaction again" (deadlock, lock timeout, write conflict). */

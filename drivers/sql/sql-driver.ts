@@ -14,7 +14,7 @@
 // is therefore revision order, and a snapshot that sees revision N sees every
 // revision up to N: the log has no gaps to wait for.
 import { randomBytes } from 'node:crypto';
-import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenStore, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenStore, WriteOptions, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
 import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
@@ -22,10 +22,12 @@ import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statem
 import { LeaseFence, LeaseHeld, leaseRow } from './lease-fence';
 import { SqlTokens } from './sql-tokens';
 import type { LeaseGrant, ReadLeaseStore } from '../read-lease';
-import { StorageUnavailableError } from '../../src/errors';
+import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 
 const KV_SELECT = 'k, v, create_revision, mod_revision, version, lease';
 const LOG_SELECT = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
+/** Work that may rightly take long (schema changes, defragmentation, giving space back): no statement time limit. */
+const UNBOUNDED = { timeoutMs: 0 };
 /** Log rows per compaction step: each step is one short transaction. */
 const COMPACT_BATCH = 500;
 /** compacted_sub when every row of compacted_to is done. */
@@ -105,21 +107,26 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   private async migrate(): Promise<void> {
     const { dialect } = this;
     const lock = dialect.schemaLock;
-    if (lock) await this.client.all(lock.acquire).catch(() => undefined);
+    if (lock) await this.client.all(lock.acquire, [], UNBOUNDED).catch(() => undefined);
     try {
       // Version 1 creates the tables idempotently; instances starting together may both run it.
-      for (const sql of dialect.migrations[0]) await this.client.run(sql);
+      for (const sql of dialect.migrations[0]) await this.client.run(sql, [], UNBOUNDED);
       const clusterId = (randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn).toString();
       await this.client.run(dialect.insertMeta, [clusterId]);
       const [meta] = await this.client.all('SELECT schema_version FROM etcd_meta WHERE id = 1');
       // Later versions, each once, in order.
       for (let v = Number(meta.schema_version); v < dialect.migrations.length; v++) {
-        for (const sql of dialect.migrations[v]) await this.client.run(sql);
+        for (const sql of dialect.migrations[v]) await this.client.run(sql, [], UNBOUNDED);
         await this.client.run('UPDATE etcd_meta SET schema_version = ? WHERE id = 1', [v + 1]);
       }
     } finally {
       if (lock) await this.client.all(lock.release).catch(() => undefined);
     }
+  }
+
+  /** Why the database is failing right now (its last answer was a fault or came too late), or null. */
+  failing(): string | null {
+    return this.client.failing();
   }
 
   async close(): Promise<void> {
@@ -174,8 +181,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     return { kvs: q.countOnly ? [] : rows.map(kvFromRow), count: rows.length > 0 ? Number(rows[0].n) : 0 };
   }
 
-  async write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T> {
+  async write<T>(fn: (tx: WriteTxn) => Promise<T>, opts?: WriteOptions): Promise<T> {
     const started = performance.now();
+    const deadline = opts?.deadline;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.client.transaction({ sql: this.dialect.beginWrite, params: [] }, async (tx, locked) => {
@@ -199,8 +207,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
           // Nobody renewed it for its whole length: its holder has stopped serving from it.
           if (lease === 'clear') commit.unshift({ sql: RELEASE_LEASE, params: [] });
           return { value, commit };
-        });
+        }, deadline);
       } catch (err) {
+        if (deadline !== undefined && performance.now() >= deadline && (err instanceof LeaseHeld || err instanceof RetryableError)) throw new StorageTimeoutError('a write');
         if (err instanceof LeaseHeld) {
           if (performance.now() - started > LEASE_WAIT_LIMIT_MS) throw new StorageUnavailableError(err);
           this.fence.waits++;
@@ -381,7 +390,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     }
     for (const sql of this.dialect.reclaim) {
       if (this.closing) return;
-      await this.client.run(sql);
+      await this.client.run(sql, [], UNBOUNDED);
     }
   }
 
@@ -469,6 +478,6 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   async defragment(): Promise<void> {
-    for (const sql of this.dialect.defragment) await this.client.run(sql);
+    for (const sql of this.dialect.defragment) await this.client.run(sql, [], UNBOUNDED);
   }
 }

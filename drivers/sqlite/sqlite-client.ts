@@ -9,8 +9,8 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { StorageUnavailableError } from '../../src/errors';
-import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
+import { earliest, RetryableError, StorageHealth, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { fromSqlite, toSqlite, type WriterOptions, type WriterReply, type WriterRequest } from './sqlite-writer';
 
 type Db = Database.Database;
@@ -49,10 +49,13 @@ export class SqliteClient implements SqlClient {
   private readonly idleReaders: Reader[] = [];
   private writeTail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private readonly health = new StorageHealth();
 
   constructor(
     private readonly file: string,
     synchronous: 'FULL' | 'NORMAL',
+    /** How long a writer statement, or a whole write transaction, may take (0: no limit). */
+    private readonly timeoutMs = STATEMENT_TIMEOUT_MS,
   ) {
     const options: WriterOptions = { file, synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS };
     this.worker = new Worker(path.join(__dirname, 'sqlite-writer.js'), { workerData: options });
@@ -79,14 +82,45 @@ export class SqliteClient implements SqlClient {
     });
   }
 
-  /** One request to the writer thread. */
-  private async ask(req: Omit<WriterRequest, 'id'>): Promise<WriterReply> {
+  /**
+   * One request to the writer thread, answered by the deadline (null: no
+   * limit) or refused with `request timed out` (a disk that stopped
+   * answering); a reply that comes later is dropped. The thread runs requests
+   * in order, so a transaction given up on is still rolled back after it.
+   */
+  private async ask(req: Omit<WriterRequest, 'id'>, deadline: number | null = null): Promise<WriterReply> {
     await this.ready;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      let timer: NodeJS.Timeout | undefined;
+      if (deadline !== null) {
+        timer = setTimeout(() => {
+          if (!this.pending.delete(id)) return;
+          reject(new StorageTimeoutError('a SQLite statement'));
+        }, Math.max(0, deadline - performance.now()));
+      }
+      this.pending.set(id, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       this.worker.postMessage({ ...req, id });
     });
+  }
+
+  /** The moment by which work started now must be done (null: no limit). */
+  private deadline(opts?: RunOptions): number | null {
+    const ms = opts?.timeoutMs ?? this.timeoutMs;
+    return ms > 0 ? performance.now() + ms : null;
+  }
+
+  failing(): string | null {
+    return this.health.failing();
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -96,7 +130,11 @@ export class SqliteClient implements SqlClient {
   }
 
   /** One statement on a reader, in autocommit: a single SELECT is its own consistent snapshot. */
-  async all(sql: string, params: unknown[] = []): Promise<Row[]> {
+  all(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return this.health.track(this.read(sql, params));
+  }
+
+  private async read(sql: string, params: unknown[]): Promise<Row[]> {
     if (this.closed) throw new StorageUnavailableError(new Error('database closed'));
     await this.ready;
     const r = this.reader();
@@ -121,26 +159,32 @@ export class SqliteClient implements SqlClient {
   }
 
   /** A statement on the writer, outside any transaction (schema, vacuum). */
-  run(sql: string, params?: unknown[]): Promise<void> {
-    return this.serialized(async () => void (await this.ask({ op: 'run', sql, params })));
+  run(sql: string, params?: unknown[], opts?: RunOptions): Promise<void> {
+    return this.health.track(this.serialized(async () => void (await this.ask({ op: 'run', sql, params }, this.deadline(opts)))));
   }
 
-  transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>): Promise<T> {
-    return this.serialized(async () => {
-      const { rows } = await this.ask({ op: 'begin', sql: begin.sql, params: begin.params });
-      const tx: SqlExecutor = {
-        all: async (sql, params) => (await this.ask({ op: 'all', sql, params })).rows as Row[],
-        run: async (sql, params) => void (await this.ask({ op: 'run', sql, params })),
-      };
-      try {
-        const outcome = await fn(tx, rows![0]);
-        await this.ask({ op: 'commit', statements: outcome.commit });
-        return outcome.value;
-      } catch (err) {
-        await this.ask({ op: 'rollback' }).catch(() => undefined);
-        throw err;
-      }
-    });
+  /** The whole transaction, COMMIT included, within one deadline. */
+  transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, until?: number): Promise<T> {
+    return this.health.track(
+      this.serialized(async () => {
+        const deadline = earliest(this.deadline(), until);
+        const { rows } = await this.ask({ op: 'begin', sql: begin.sql, params: begin.params }, deadline);
+        const tx: SqlExecutor = {
+          all: async (sql, params) => (await this.ask({ op: 'all', sql, params }, deadline)).rows as Row[],
+          run: async (sql, params) => void (await this.ask({ op: 'run', sql, params }, deadline)),
+        };
+        try {
+          const outcome = await fn(tx, rows![0]);
+          await this.ask({ op: 'commit', statements: outcome.commit }, deadline);
+          return outcome.value;
+        } catch (err) {
+          // Queued behind whatever the thread still runs of this transaction; not waited for past a timeout.
+          const rollback = this.ask({ op: 'rollback' }).catch(() => undefined);
+          if (!(err instanceof StorageTimeoutError)) await rollback;
+          throw err;
+        }
+      }),
+    );
   }
 
   private reader(): Reader {

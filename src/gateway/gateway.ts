@@ -45,7 +45,7 @@ export function createGateway(deps: GatewayDeps): express.Express {
   });
 
   app.get('/health', async (_req, res) => {
-    const reason = await deps.unhealthy().catch((err) => String(err));
+    const reason = await deps.unhealthy().catch((err) => (err instanceof Error ? err.message : String(err)));
     res
       .status(reason ? 503 : 200)
       .type('application/json')

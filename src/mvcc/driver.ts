@@ -31,6 +31,11 @@ export interface RangeResult {
   count: number;
 }
 
+export interface WriteOptions {
+  /** performance.now() by which the write must be done or given up (`request timed out`). */
+  deadline?: number;
+}
+
 /** A consistent snapshot of the store. */
 export interface ReadView {
   /** The store's current revision in this snapshot. */
@@ -176,9 +181,10 @@ export interface Driver {
   /**
    * Run fn in an exclusive write transaction and commit when it returns; roll
    * back when it throws. A driver may run fn again after a transient conflict,
-   * so fn must not have effects outside the transaction.
+   * so fn must not have effects outside the transaction. Past the deadline
+   * (performance.now() time) a driver gives up with StorageTimeoutError.
    */
-  write<T>(fn: (tx: WriteTxn) => Promise<T>): Promise<T>;
+  write<T>(fn: (tx: WriteTxn) => Promise<T>, opts?: WriteOptions): Promise<T>;
   /**
    * Read the log after revision `after`, at most `maxRevisions` whole
    * revisions, only entries inside `range` when given. Never returns a
@@ -210,6 +216,8 @@ export interface Driver {
   revisions?(): Promise<{ revision: number; compactRevision: number }>;
   /** Give unused space back to the system (etcd's Defragment). */
   defragment?(): Promise<void>;
+  /** Why the storage is failing right now (its last answer was a fault, or none came in time), or null. */
+  failing?(): string | null;
   /** Auth tokens (see TokenStore). */
   readonly tokens: TokenStore;
 }

@@ -27,6 +27,8 @@ export interface StoreOptions {
   maxTxnOps: number;
   /** Most client writes committed in one database transaction. */
   maxBatch?: number;
+  /** How long a write may wait before it answers `request timed out` (0: no limit). */
+  requestTimeoutMs?: number;
 }
 
 export interface StoreEvents {
@@ -46,7 +48,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     private readonly opts: StoreOptions,
   ) {
     super();
-    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256, maxBytes: 2 << 20 }, (rev) => {
+    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256, maxBytes: 2 << 20, timeoutMs: opts.requestTimeoutMs ?? 0 }, (rev) => {
       this.latest = Math.max(this.latest, rev);
       this.emit('commit', rev);
     });

@@ -24,7 +24,7 @@ export function isTooDeep(r: TxnRequest): boolean {
   return (r as unknown as { [TOO_DEEP]?: boolean })[TOO_DEEP] === true;
 }
 
-/** A decoder gave up on nesting (protobufjs's limit, or the stack). */
+/** A decoder gave up on nesting (protobufjs's limit, or the stack), not on malformed bytes. */
 export function isDepthError(err: unknown): boolean {
-  return err instanceof RangeError || (err instanceof Error && /nesting depth|max depth/.test(err.message));
+  return err instanceof Error && /^(maximum nesting depth exceeded|max depth exceeded|Maximum call stack size exceeded)$/.test(err.message);
 }

@@ -5,7 +5,7 @@
 //
 // A request that fails its own checks is rolled out of the batch alone; a
 // storage failure fails the whole batch (nothing of it was committed).
-import { EtcdError, StorageUnavailableError } from '../errors';
+import { EtcdError, StorageTimeoutError, StorageUnavailableError } from '../errors';
 import type { Driver } from './driver';
 import { WriteView } from './write-view';
 
@@ -20,6 +20,8 @@ export interface WriteOp<R> {
 
 interface Pending {
   op: WriteOp<unknown>;
+  /** performance.now() by which it must be answered (Infinity: no limit). */
+  deadline: number;
   resolve(v: unknown): void;
   reject(e: unknown): void;
 }
@@ -29,6 +31,13 @@ export interface BatchOptions {
   maxRequests: number;
   /** Most bytes of writes in one batch (MySQL packets, TiDB's transaction limit); one request may exceed it alone. */
   maxBytes: number;
+  /**
+   * How long a request may wait, queued and committing, before it answers
+   * `request timed out` (0: no limit). A batch must be done by the earliest
+   * deadline among its requests; requests queue behind earlier ones, whose
+   * deadlines are earlier, so no request waits longer than this.
+   */
+  timeoutMs?: number;
 }
 
 export class WriteBatcher {
@@ -43,8 +52,10 @@ export class WriteBatcher {
   ) {}
 
   submit<R>(op: WriteOp<R>): Promise<R> {
+    const timeout = this.opts.timeoutMs ?? 0;
+    const deadline = timeout > 0 ? performance.now() + timeout : Infinity;
     return new Promise<R>((resolve, reject) => {
-      this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ op, deadline, resolve: resolve as (v: unknown) => void, reject });
       if (!this.running) void this.drain();
     });
   }
@@ -53,11 +64,21 @@ export class WriteBatcher {
     this.running = true;
     try {
       while (this.queue.length > 0) {
-        await this.commit(this.queue.splice(0, this.batchLength()));
+        this.expire();
+        if (this.queue.length > 0) await this.commit(this.queue.splice(0, this.batchLength()));
       }
     } finally {
       this.running = false;
     }
+  }
+
+  /** Requests whose time ran out while they waited for earlier batches: answered, not started. */
+  private expire(): void {
+    const now = performance.now();
+    if (this.queue.length === 0 || this.queue[0].deadline > now) return;
+    const late = this.queue.filter((p) => p.deadline <= now);
+    this.queue = this.queue.filter((p) => p.deadline > now);
+    for (const p of late) p.reject(new StorageTimeoutError('a write waiting for earlier ones'));
   }
 
   /** How many queued requests fit the next batch. */
@@ -76,6 +97,7 @@ export class WriteBatcher {
     let outcomes: { ok: boolean; value: unknown }[] = [];
     let revision = 0;
     let changed = false;
+    const deadline = Math.min(...batch.map((p) => p.deadline));
     try {
       await this.driver.write(async (tx) => {
         // Runs again from scratch if the driver retries after a conflict.
@@ -98,7 +120,7 @@ export class WriteBatcher {
         if (view.hasChanges) await tx.apply(view.writeSet());
         revision = view.revision;
         changed = revision > tx.revision;
-      });
+      }, Number.isFinite(deadline) ? { deadline } : undefined);
     } catch (err) {
       // Nothing of the batch was committed; drivers report faults as StorageUnavailableError.
       for (const p of batch) p.reject(err);

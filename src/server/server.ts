@@ -38,6 +38,10 @@ import { createListener, type TlsFiles } from './listener';
 
 /** gRPC may carry this much more than --max-request-bytes before refusing a message outright (as etcd). */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
+/** A write answers `request timed out` if it cannot commit within this (etcd: about 7 s). */
+const REQUEST_TIMEOUT_MS = 5000;
+/** /health gives its read this long before it answers 503. */
+const HEALTH_TIMEOUT_MS = 1000;
 /** Idle HTTP keep-alive connections are kept this long (etcd keeps them open; gateways reuse them). */
 const HTTP_KEEPALIVE_MS = 10 * 60 * 1000;
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
@@ -82,7 +86,7 @@ export class EtcdAdapterServer {
     allowTxnNesting(config.maxTxnOps);
     const driver = createDriver(config.backend, { dataDir: config.dataDir, readCacheBytes: config.readCacheBytes, readLeaseMs: config.readLease, log });
     await driver.open();
-    const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps }));
+    const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps, requestTimeoutMs: REQUEST_TIMEOUT_MS }));
     await store.open();
     // Other instances may write to a shared database: poll its log. Memory is this process's alone.
     const pollIntervalMs = driver.kind === 'memory' ? 0 : config.pollInterval;
@@ -162,7 +166,10 @@ export class EtcdAdapterServer {
       maxRequestBytes: config.maxRequestBytes,
       maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       unhealthy: async () => {
-        await store.revisions();
+        // A database known to be failing answers at once; else one read, given a second (as etcd's /health).
+        const failing = driver.failing?.();
+        if (failing) return failing;
+        await withTimeout(store.revisions(), HEALTH_TIMEOUT_MS, 'etcdserver: request timed out');
         return alarms.healthReason();
       },
     });
@@ -252,4 +259,13 @@ function loadTls(config: Config): TlsFiles | null {
     ca: config.trustedCaFile ? fs.readFileSync(config.trustedCaFile) : undefined,
     clientCertAuth: config.clientCertAuth,
   };
+}
+
+/** The work's result, or an error with `message` once `ms` have passed first. */
+function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
