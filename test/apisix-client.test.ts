@@ -62,8 +62,7 @@ for (const backend of backendsUnderTest()) {
       await converged(workers);
 
       // idle: every watch closes after 400 ms without events and reopens from the same revision
-      await new Promise((r) => setTimeout(r, 900));
-      assert.ok(workers.every((w) => w.reopens >= 1), 'every worker reopened its idle watch');
+      await waitFor('every worker to reopen its idle watch', async () => (workers.every((w) => w.reopens >= 1) ? true : undefined));
       await grpc.put({ key: b('/apisix/services/after-idle'), value: b('s') });
       await converged(workers);
 

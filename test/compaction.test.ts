@@ -64,7 +64,8 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
           const under = await c.range({ key: b('c/'), range_end: b('c0'), revision: rev - RETAIN - 20 }).then(() => 'ok', (e) => e.code);
           return r === 'ok' && under === 11 ? true : undefined;
         }, 60000);
-        await new Promise((r) => setTimeout(r, 500)); // the physical part finishes after the logical one
+        // the physical part finishes after the logical one
+        await waitFor('the physical compaction', async () => ((await logRows(fresh.url)) <= KEYS + RETAIN * 2 ? true : undefined), 60000).catch(() => undefined);
         return rev;
       };
 

@@ -6,6 +6,7 @@
 import { describe, it, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
+import { waitFor } from './helpers/ports';
 import { batchedWriter } from '../src/server/grpc-batched-writer';
 
 const identity = (b: Buffer) => b;
@@ -63,7 +64,7 @@ describe('batched writer of gRPC server streams', () => {
       call.on('error', reject);
       call.on('end', () => resolve());
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor("every message's callback", async () => (written === 6 ? true : undefined));
     call.cancel();
     client.close();
     assert.ok(found, 'the HTTP/2 stream was found: the fast path is in use');

@@ -10,6 +10,7 @@ import { byWatcher, grpcWatch } from './helpers/watch-client';
 import { etcdctl, parseJsonBig } from './helpers/etcdctl';
 import { normalize } from './helpers/normalize';
 import { backendsUnderTest } from './helpers/backends';
+import { waitFor } from './helpers/ports';
 
 /** TTL values depend on when they are read: check them loosely, then compare the rest. */
 const withoutTtl = (r: any) => ({ ...r, TTL: undefined });
@@ -32,6 +33,11 @@ for (const backend of backendsUnderTest()) {
       await both((c) => grant(c, { ID: 101, TTL: 1 })); // raised to the minimum
       await both((c) => grant(c, { ID: 102, TTL: 0 }));
       await both((c) => grant(c, { ID: 103, TTL: -5 }));
+      // Raised to the minimum (2 s): left alone they would expire during later tests, at a moment
+      // that differs between the servers by a check interval. Revoked now, so later lists compare.
+      await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 102 }));
+      await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 103 }));
+      await both((c) => grant(c, { ID: 106, TTL: 60 }));
       await both((c) => grant(c, { ID: 104, TTL: '9000000001' }));
       await both((c) => grant(c, { ID: 105, TTL: '9000000000' }));
       await both((c) => grant(c, { ID: '-7', TTL: 60 }));
@@ -72,9 +78,12 @@ for (const backend of backendsUnderTest()) {
       await both((c) => c.put({ key: b('l/d'), value: b('4'), lease: 105 }));
       await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 105 }));
       await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 105 })); // gone
-      await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 102 })); // no keys: no revision
+      await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 106 })); // no keys: no revision
       await both((c) => c.range({ key: b('l/'), range_end: b('l0') }));
-      const [er, or] = await Promise.all([e.settle(), o.settle()]);
+      // created, then the put and the two deletions of the revoke (one response each server)
+      const deletes = (rs: any[]) => rs.flatMap((r) => r.events ?? []).filter((ev: any) => ev.type === 1).length;
+      await waitFor('both watchers to see the revoke', async () => (deletes(e.responses) >= 2 && deletes(o.responses) >= 2 ? true : undefined));
+      const [er, or] = [e.responses, o.responses];
       e.close();
       o.close();
       assert.deepEqual(byWatcher(or), byWatcher(er));
@@ -96,12 +105,22 @@ for (const backend of backendsUnderTest()) {
       const e = grpcWatch(pair.etcd);
       const o = grpcWatch(pair.ours);
       for (const w of [e, o]) w.send({ create_request: { key: b('e/'), range_end: b('e0') } });
-      const deadline = Date.now() + 4500;
-      while (Date.now() < deadline) {
-        await Promise.all([pair.etcd.keepAliveOnce(201), pair.ours.keepAliveOnce(201)]);
-        await new Promise((r) => setTimeout(r, 500));
+      // 201 kept alive on both all along; 200 left to expire
+      let keeping = true;
+      const keeper = (async () => {
+        while (keeping) {
+          await Promise.all([pair.etcd.keepAliveOnce(201), pair.ours.keepAliveOnce(201)]);
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      })();
+      const deletes = (rs: any[]) => rs.flatMap((r) => r.events ?? []).filter((ev: any) => ev.type === 1).length;
+      try {
+        await waitFor('lease 200 to expire on both servers', async () => (deletes(e.responses) >= 2 && deletes(o.responses) >= 2 ? true : undefined), 30000);
+      } finally {
+        keeping = false;
+        await keeper;
       }
-      const [er, or] = await Promise.all([e.settle(), o.settle()]);
+      const [er, or] = [e.responses, o.responses];
       e.close();
       o.close();
       assert.deepEqual(normalize((await pair.ours.range({ key: b('e/'), range_end: b('e0') })).kvs.map((kv: any) => kv.key.toString())), ['e/kept']);
@@ -110,6 +129,8 @@ for (const backend of backendsUnderTest()) {
       assert.equal(expiry.events.length, 2, 'both keys of the expired lease in one response');
       await both((c) => c.call(c.lease, 'LeaseTimeToLive', { ID: 200 }));
       await both((c) => c.range({ key: b('e/'), range_end: b('e0'), keys_only: true }));
+      // 201 would expire during a later test, at a moment that differs between the servers
+      await both((c) => c.call(c.lease, 'LeaseRevoke', { ID: 201 }));
     });
 
     it('etcdctl lease grant, timetolive, keep-alive, list, revoke', async () => {

@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { b, type EtcdGrpcClient } from './helpers/grpc-client';
 import { same, startPair, type Pair } from './helpers/pair';
-import { byWatcher, grpcWatch, httpWatch } from './helpers/watch-client';
+import { agreed, byWatcher, grpcWatch, httpWatch } from './helpers/watch-client';
+import { waitFor } from './helpers/ports';
 import { parseJsonBig } from './helpers/etcdctl';
 import { spawn } from 'node:child_process';
 import { backendsUnderTest } from './helpers/backends';
@@ -36,9 +37,9 @@ for (const backend of backendsUnderTest()) {
         e.send(r);
         o.send(r);
       }
-      await Promise.all([e.settle(), o.settle()]);
+      await agreed(e, o);
       await writes();
-      const [er, or] = await Promise.all([e.settle(), o.settle()]);
+      const [er, or] = await agreed(e, o);
       e.close();
       o.close();
       assert.deepEqual(byWatcher(or), byWatcher(er));
@@ -186,10 +187,10 @@ for (const backend of backendsUnderTest()) {
       ];
       const e = httpWatch(pair.etcdServer.url, body);
       const o = httpWatch(pair.oursServer.url, body);
-      await Promise.all([e.settle(), o.settle()]);
+      await agreed(e, o);
       await write((c) => c.put({ key: b('h/a'), value: b('1') }));
       await write((c) => c.deleteRange({ key: b('h/a'), prev_kv: true }));
-      const [er, or] = await Promise.all([e.settle(), o.settle()]);
+      const [er, or] = await agreed(e, o);
       e.close();
       o.close();
       assert.equal(o.status(), 200);
@@ -226,25 +227,28 @@ for (const backend of backendsUnderTest()) {
       await write((c) => c.put({ key: b('e/2'), value: b('two') }));
       await write((c) => c.deleteRange({ key: b('e/1') }));
       const args = ['watch', 'e/', '--prefix', '--rev', String(rev + 1), '--prev-kv', '-w', 'json'];
-      // etcdctl watch runs until interrupted
-      const [e, o] = await Promise.all([runFor(pair.etcdServer.endpoint, args, 1500), runFor(pair.oursServer.endpoint, args, 1500)]);
+      // etcdctl watch runs until interrupted: until it has printed the three events
+      const [e, o] = await Promise.all([runUntil(pair.etcdServer.endpoint, args, 3), runUntil(pair.oursServer.endpoint, args, 3)]);
       assert.ok(e.length > 0);
       assert.deepEqual(o.map(normalizeCtl), e.map(normalizeCtl));
     });
   });
 }
 
-async function runFor(endpoint: string, args: string[], ms: number): Promise<any[]> {
+/** etcdctl watch, until it has printed `events` events (or 20 s): its JSON lines. */
+async function runUntil(endpoint: string, args: string[], events: number): Promise<any[]> {
   const child = spawn('etcdctl', ['--endpoints', endpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
-  await new Promise((r) => setTimeout(r, ms));
+  const lines = () =>
+    out
+      .split('\n')
+      .filter((l) => l.trim().startsWith('{') && l.trim().endsWith('}'))
+      .map(parseJsonBig);
+  await waitFor(`etcdctl watch to print ${events} events`, async () => (lines().reduce((n, l) => n + (l.Events?.length ?? 0), 0) >= events ? true : undefined)).catch(() => undefined);
   child.kill('SIGKILL'); // SIGINT may be ignored when the tests run in the background
   await new Promise((r) => child.once('close', r));
-  return out
-    .split('\n')
-    .filter((l) => l.trim().startsWith('{'))
-    .map(parseJsonBig);
+  return lines();
 }
 
 function normalizeCtl(x: any): unknown {

@@ -10,6 +10,7 @@ import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch } from './helpers/watch-client';
 import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
+import { waitFor } from './helpers/ports';
 
 const REVISIONS = 10_000;
 const KEYS = 300;
@@ -119,6 +120,9 @@ for (const backend of backendsUnderTest()) {
       expected.sort((x, y) => order(x) - order(y));
       const last = order(expected[expected.length - 1]);
       assert.equal(last - start + 1, REVISIONS, 'the writes made exactly REVISIONS revisions');
+      // Two last puts mark the end: a watcher that saw them has seen all it will see before them,
+      // and anything extra (a duplicate, a replay) would have come before the second.
+      const marker = async (key: string) => expected.push(`${(await writer.put({ key: b(key), value: b('end') })).header.revision}:P:${key}`);
 
       // gRPC: one list per watcher, keyed by stream and watch id
       const grpcSeen = new Map<string, Seen>();
@@ -134,13 +138,15 @@ for (const backend of backendsUnderTest()) {
           }
         });
       const all = () => [...httpSeen, ...grpcSeen.values()];
-      const deadline = Date.now() + 240_000;
-      while (Date.now() < deadline) {
-        drainGrpc();
-        if (grpcSeen.size === 40 && all().every((seen) => seen.length >= expected.length)) break;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      await new Promise((r) => setTimeout(r, 300)); // anything extra (a duplicate) would arrive now
+      const everyoneHas = async (what: string) =>
+        waitFor(what, async () => {
+          drainGrpc();
+          return grpcSeen.size === 40 && all().every((seen) => seen.length >= expected.length) ? true : undefined;
+        }, 240_000).catch(() => undefined); // the assertions below say what is missing
+      await marker('load/~end1');
+      await everyoneHas('every watcher to reach the first end marker');
+      await marker('load/~end2');
+      await everyoneHas('every watcher to reach the second end marker');
       drainGrpc();
 
       assert.equal(grpcSeen.size, 40, 'all 40 gRPC watchers delivered');

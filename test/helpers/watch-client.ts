@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
 import type { EtcdGrpcClient } from './grpc-client';
+import { isDeepStrictEqual } from 'node:util';
 import { normalize } from './normalize';
 
 export interface Collected {
@@ -116,4 +117,21 @@ export function byWatcher(responses: any[]): { control: unknown[]; events: Recor
     else control.push(n);
   }
   return { control, events };
+}
+
+/**
+ * The answers of two streams that were given the same requests, etcd's and
+ * ours, once they agree: waits for etcd's stream to go quiet, then for ours to
+ * answer the same (up to a deadline; the caller's comparison then shows what
+ * differs), then for both to go quiet again, so that an extra answer shows.
+ * A slow moment of either server delays this; it does not fail it.
+ */
+export async function agreed(etcd: Collected, ours: Collected, tidy: (rs: any[]) => any[] = (rs) => rs, maxMs = 20000): Promise<[any[], any[]]> {
+  await etcd.settle();
+  const deadline = Date.now() + maxMs;
+  while (Date.now() < deadline && !isDeepStrictEqual(byWatcher(tidy(ours.responses)), byWatcher(tidy(etcd.responses)))) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await Promise.all([etcd.settle(), ours.settle()]);
+  return [etcd.responses, ours.responses];
 }
