@@ -10,7 +10,7 @@ import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch, httpWatch, type Collected } from './helpers/watch-client';
 import { backendsUnderTest, createMysqlDatabase, freshBackend, type FreshBackend } from './helpers/backends';
-import { mariadbInstalled, startPrivateMariadb } from './helpers/mariadb';
+import { mariadbInstalled, startPrivateMariadb, type PrivateMariadb } from './helpers/mariadb';
 import { waitFor } from './helpers/ports';
 
 interface Acked {
@@ -133,84 +133,29 @@ describe('faults', () => {
     });
   }
 
-  it('MariaDB killed during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed' }, async () => {
+  /**
+   * An adapter on a private MariaDB with 4 writers and a gRPC and an HTTP watcher on `prefix`;
+   * `fault` runs once writes flow, then the test waits for recovery and checks that nothing was
+   * lost: every failure UNAVAILABLE, watchers gapless with every acknowledged write, writes durable.
+   */
+  async function outage(prefix: string, fault: (db: PrivateMariadb, s: SpawnedAdapter, c: EtcdGrpcClient, w: ReturnType<typeof writers>) => Promise<void>): Promise<void> {
     const db = await startPrivateMariadb();
     cleanup.push(() => db.destroy());
     const s = await spawnAdapter(['--backend', await db.createDatabase(), '--poll-interval', '50ms']);
     cleanup.push(() => s.stop());
     const c = new EtcdGrpcClient(s.endpoint);
     const start = Number((await c.range({ key: b('x') })).header.revision) + 1;
+    const end = prefix.slice(0, -1) + '0';
     const gw = grpcWatch(c);
-    gw.send({ create_request: { key: b('o/'), range_end: b('o0'), start_revision: start } });
-    const hw = httpWatch(s.url, [{ create_request: { key: Buffer.from('o/').toString('base64'), range_end: Buffer.from('o0').toString('base64'), start_revision: start } }]);
+    gw.send({ create_request: { key: b(prefix), range_end: b(end), start_revision: start } });
+    const hw = httpWatch(s.url, [{ create_request: { key: Buffer.from(prefix).toString('base64'), range_end: Buffer.from(end).toString('base64'), start_revision: start } }]);
     await Promise.all([gw.waitFor(1), hw.waitFor(1)]);
 
-    const w = writers(c, 4, 'o/', 20);
-    await waitFor('writes before the outage', async () => (w.acked.length >= 20 ? true : undefined), 30000);
-    await db.kill();
-    try {
-      await waitFor('/health to say 503', async () => ((await fetch(`${s.url}/health`)).status === 503 ? true : undefined), 30000);
-      const put = await fetch(`${s.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: 'eA==', value: 'eA==' }) });
-      assert.equal(put.status, 503, 'an HTTP write answers 503');
-      assert.equal(((await put.json()) as { code: number }).code, 14);
-      await waitFor('a write to fail while the database is down', async () => (w.errors.length > 0 ? true : undefined), 30000);
-    } finally {
-      await db.start();
-    }
+    const w = writers(c, 4, prefix, 20);
+    await waitFor('writes before the fault', async () => (w.acked.length >= 20 ? true : undefined), 30000);
+    await fault(db, s, c, w);
     const before = w.acked.length;
-    await waitFor('writes to succeed again after the database is back', async () => (w.acked.length >= before + 20 ? true : undefined), 60000);
-    await w.stop();
-    assert.deepEqual([...new Set(w.errors)], [14], 'every failure was UNAVAILABLE');
-    assert.equal(s.child.exitCode, null, 'the adapter never exited');
-
-    await delivered(gw, w.acked, 'gRPC watcher');
-    await delivered(hw, w.acked, 'HTTP watcher');
-    assertGapless(gw, w.acked, 'gRPC watcher');
-    assertGapless(hw, w.acked, 'HTTP watcher');
-    await assertDurable(c, 'o/', w.acked);
-    gw.close();
-    hw.close();
-    c.close();
-  });
-
-  it('MariaDB frozen (SIGSTOP): requests answer UNAVAILABLE in bounded time, /health 503, full recovery on thaw, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed', timeout: 180_000 }, async (t) => {
-    const db = await startPrivateMariadb();
-    cleanup.push(() => db.destroy());
-    const s = await spawnAdapter(['--backend', await db.createDatabase(), '--poll-interval', '50ms']);
-    cleanup.push(() => s.stop());
-    const c = new EtcdGrpcClient(s.endpoint);
-    const start = Number((await c.range({ key: b('x') })).header.revision) + 1;
-    const gw = grpcWatch(c);
-    gw.send({ create_request: { key: b('f/'), range_end: b('f0'), start_revision: start } });
-    const hw = httpWatch(s.url, [{ create_request: { key: Buffer.from('f/').toString('base64'), range_end: Buffer.from('f0').toString('base64'), start_revision: start } }]);
-    await Promise.all([gw.waitFor(1), hw.waitFor(1)]);
-
-    const w = writers(c, 4, 'f/', 20);
-    await waitFor('writes before the freeze', async () => (w.acked.length >= 20 ? true : undefined), 30000);
-    db.freeze();
-    try {
-      // The database never answers while frozen: each request must answer by itself.
-      const asked = performance.now();
-      const put = await c.put({ key: b('f/during'), value: b('x') }).then(
-        () => ({ code: 0, details: 'ok' }),
-        (e) => e as { code: number; details: string },
-      );
-      const waited = performance.now() - asked;
-      assert.equal(put.code, 14, `a write answers UNAVAILABLE: ${put.details}`);
-      assert.equal(put.details, 'etcdserver: request timed out');
-      const range = await c.range({ key: b('f/0') }).then(
-        () => 0,
-        (e) => (e as { code: number }).code,
-      );
-      assert.equal(range, 14, 'a linearizable read answers UNAVAILABLE');
-      const health = await fetch(`${s.url}/health`);
-      assert.equal(health.status, 503, '/health says 503 at once: the database is known to be failing');
-      t.diagnostic(`a write waited ${(waited / 1000).toFixed(1)} s on the frozen database`);
-    } finally {
-      db.thaw();
-    }
-    const before = w.acked.length;
-    await waitFor('writes to succeed again after the thaw', async () => (w.acked.length >= before + 20 ? true : undefined), 60000);
+    await waitFor('writes to succeed again after the fault', async () => (w.acked.length >= before + 20 ? true : undefined), 60000);
     await waitFor('/health to say 200 again', async () => ((await fetch(`${s.url}/health`)).status === 200 ? true : undefined), 30000);
     await w.stop();
     assert.deepEqual([...new Set(w.errors)], [14], 'every failure was UNAVAILABLE');
@@ -220,9 +165,51 @@ describe('faults', () => {
     await delivered(hw, w.acked, 'HTTP watcher');
     assertGapless(gw, w.acked, 'gRPC watcher');
     assertGapless(hw, w.acked, 'HTTP watcher');
-    await assertDurable(c, 'f/', w.acked);
+    await assertDurable(c, prefix, w.acked);
     gw.close();
     hw.close();
     c.close();
+  }
+
+  it('MariaDB killed during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed' }, async () => {
+    await outage('o/', async (db, s, _c, w) => {
+      await db.kill();
+      try {
+        await waitFor('/health to say 503', async () => ((await fetch(`${s.url}/health`)).status === 503 ? true : undefined), 30000);
+        const put = await fetch(`${s.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: 'eA==', value: 'eA==' }) });
+        assert.equal(put.status, 503, 'an HTTP write answers 503');
+        assert.equal(((await put.json()) as { code: number }).code, 14);
+        await waitFor('a write to fail while the database is down', async () => (w.errors.length > 0 ? true : undefined), 30000);
+      } finally {
+        await db.start();
+      }
+    });
+  });
+
+  it('MariaDB frozen (SIGSTOP): requests answer UNAVAILABLE in bounded time, /health 503, full recovery on thaw, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed', timeout: 180_000 }, async (t) => {
+    await outage('f/', async (db, s, c) => {
+      db.freeze();
+      try {
+        // The database never answers while frozen: each request must answer by itself.
+        const asked = performance.now();
+        const put = await c.put({ key: b('f/during'), value: b('x') }).then(
+          () => ({ code: 0, details: 'ok' }),
+          (e) => e as { code: number; details: string },
+        );
+        const waited = performance.now() - asked;
+        assert.equal(put.code, 14, `a write answers UNAVAILABLE: ${put.details}`);
+        assert.equal(put.details, 'etcdserver: request timed out');
+        const range = await c.range({ key: b('f/0') }).then(
+          () => 0,
+          (e) => (e as { code: number }).code,
+        );
+        assert.equal(range, 14, 'a linearizable read answers UNAVAILABLE');
+        const health = await fetch(`${s.url}/health`);
+        assert.equal(health.status, 503, '/health says 503 at once: the database is known to be failing');
+        t.diagnostic(`a write waited ${(waited / 1000).toFixed(1)} s on the frozen database`);
+      } finally {
+        db.thaw();
+      }
+    });
   });
 });
