@@ -19,6 +19,8 @@ const FLUSH_MS = 1000;
 const SWEEP_MS = 60_000;
 /** Tokens known not to exist, remembered (they cannot come to exist: tokens are random). */
 const MAX_UNKNOWN = 10_000;
+/** Tokens remembered here; past this the oldest are forgotten (the store still has them). */
+const MAX_KNOWN = 100_000;
 
 export interface TokenClaims {
   user: string;
@@ -26,7 +28,8 @@ export interface TokenClaims {
   epoch: string;
 }
 
-interface Known extends TokenClaims {
+interface Known {
+  claims: TokenClaims;
   hash: Buffer;
   /** performance.now() at which the token expires unless used again. */
   expiresAt: number;
@@ -50,6 +53,7 @@ export class AuthTokens {
     private readonly store: TokenStore,
     private readonly ttlMs: number,
     private readonly onError: (err: unknown) => void = () => undefined,
+    private readonly maxKnown = MAX_KNOWN,
   ) {}
 
   start(): void {
@@ -70,7 +74,7 @@ export class AuthTokens {
     const hash = hashOf(token);
     await this.store.put(hash, claims);
     const now = performance.now();
-    this.known.set(hash.toString('base64'), { ...claims, hash, expiresAt: now + this.ttlMs, writtenAt: now, used: false });
+    this.remember(hash.toString('base64'), { claims, hash, expiresAt: now + this.ttlMs, writtenAt: now, used: false });
     return token;
   }
 
@@ -100,8 +104,8 @@ export class AuthTokens {
       return null;
     }
     const now = performance.now();
-    const k: Known = { user: row.user, generation: row.generation, epoch: row.epoch, hash, expiresAt: now + this.ttlMs - row.idleMs, writtenAt: now - row.idleMs, used: false };
-    this.known.set(key, k);
+    const k: Known = { claims: { user: row.user, generation: row.generation, epoch: row.epoch }, hash, expiresAt: now + this.ttlMs - row.idleMs, writtenAt: now - row.idleMs, used: false };
+    this.remember(key, k);
     return this.use(k);
   }
 
@@ -115,10 +119,21 @@ export class AuthTokens {
     this.known.clear();
   }
 
+  private remember(key: string, k: Known): void {
+    if (this.known.size >= this.maxKnown) {
+      // Map order is insertion order: drop the oldest tenth (their uses go to the store first).
+      const drop = [...this.known.entries()].slice(0, Math.max(1, Math.floor(this.maxKnown / 10)));
+      const used = drop.filter(([, old]) => old.used).map(([, old]) => old.hash);
+      if (used.length > 0) void this.store.touch(used).catch(this.onError);
+      for (const [oldKey] of drop) this.known.delete(oldKey);
+    }
+    this.known.set(key, k);
+  }
+
   private use(k: Known): TokenClaims {
     k.expiresAt = performance.now() + this.ttlMs;
     k.used = true;
-    return k;
+    return k.claims;
   }
 
   private forget(key: string): void {
