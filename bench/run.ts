@@ -5,7 +5,8 @@
 //   BENCH_ROUNDS=3         rounds per scenario, alternating which server goes
 //                          first; the round with the median throughput is shown
 //   BENCH_BACKENDS=memory,sqlite,mysql   which storage backends to measure
-//   BENCH_SUITES=kv,watch,cross,auth,compaction     which parts
+//   BENCH_SUITES=kv,watch,cross,auth,compaction,metrics     which parts
+//                          (metrics: the KV rows with --metrics off vs on, no etcd)
 //   BENCH_COMPACTION=40000                superseded versions in the compaction suite
 //   BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306   a scratch database is created there
 import * as fs from 'node:fs';
@@ -17,9 +18,10 @@ import { adapter, realEtcd, type BenchServer } from './servers';
 import { fanout, idleHttpWatches, memoryPerWatcher, pooled, type FanoutResult } from './watch';
 import { authTable } from './auth';
 import { compactionTable } from './compaction';
+import { metricsCostTable } from './metrics-cost';
 import { createMysqlDatabase } from '../test/helpers/backends';
 
-const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth,compaction').split(','));
+const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth,compaction,metrics').split(','));
 const COMPACTION_VERSIONS = Number(process.env.BENCH_COMPACTION ?? 40_000);
 const backends = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,mysql').split(',');
 if (process.env.BENCH_MYSQL_URL) process.env.TEST_MYSQL_URL = process.env.BENCH_MYSQL_URL;
@@ -125,6 +127,21 @@ async function main(): Promise<void> {
         console.log(`${await compactionTable(kind, { etcd: realEtcd, ours }, cases)}\n`);
       } finally {
         for (const db of dbs) await db.drop();
+      }
+    }
+  }
+  if (suites.has('metrics')) {
+    for (const kind of backends) {
+      const [dbOff, dbOn] = [await backendUrl(kind), await backendUrl(kind)];
+      const off = await adapter(['--backend', dbOff.url, '--metrics', 'off'], `${kind} metrics off`);
+      const on = await adapter(['--backend', dbOn.url], `${kind} metrics on`);
+      try {
+        console.log(`${await metricsCostTable(kind, off, on)}\n`);
+      } finally {
+        await off.stop();
+        await on.stop();
+        await dbOff.drop();
+        await dbOn.drop();
       }
     }
   }

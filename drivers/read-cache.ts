@@ -27,6 +27,7 @@ import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
 import { ErrCompacted, EtcdError, StorageUnavailableError } from '../src/errors';
 import { newTree, rangeLive } from './memory/btree-range';
 import { RecentLog } from './recent-log';
+import { silentLogger, type Logger } from '../src/logger';
 import { ReadLease, type ReadLeaseStore } from './read-lease';
 
 const KV_OVERHEAD = 120;
@@ -42,7 +43,9 @@ export interface ReadCacheOptions {
   /** The read lease (read-lease.ts): its length in ms, 0 for none, and the store that keeps it. */
   readLeaseMs?: number;
   leaseStore?: ReadLeaseStore;
-  log?: (msg: string) => void;
+  logger?: Logger;
+  /** Told of each range at the latest revision: answered by the cache (true) or the database. */
+  onRead?(hit: boolean): void;
 }
 
 interface Revisions {
@@ -65,7 +68,8 @@ export class ReadCachedDriver implements Driver {
   private readonly indexSlots: (() => void)[] = [];
   private pulling: Promise<void> | null = null;
   private readonly maxBytes: number;
-  private readonly log: (msg: string) => void;
+  private readonly logger: Logger;
+  private readonly onRead?: (hit: boolean) => void;
   private readonly lease: ReadLease | null = null;
   /** This instance's member id, from its first heartbeat (the lease needs it to tell others apart). */
   private memberId: string | null = null;
@@ -79,13 +83,14 @@ export class ReadCachedDriver implements Driver {
     opts: ReadCacheOptions,
   ) {
     this.maxBytes = opts.maxBytes;
-    this.log = opts.log ?? (() => undefined);
+    this.logger = opts.logger ?? silentLogger;
+    this.onRead = opts.onRead;
     if (opts.leaseStore && (opts.readLeaseMs ?? 0) > 0) {
       this.lease = new ReadLease(opts.leaseStore, {
         ms: opts.readLeaseMs!,
         othersAlive: async () => (await this.inner.members(MEMBER_ALIVE_MS)).some((m) => m.id !== this.memberId),
         wanted: () => this.enabled && this.memberId !== null,
-        log: this.log,
+        logger: this.logger,
       });
     }
   }
@@ -154,7 +159,7 @@ export class ReadCachedDriver implements Driver {
   }
 
   private disable(why: string): void {
-    if (this.enabled) this.log(`read cache off: ${why}; reads go to the database`);
+    if (this.enabled) this.logger.warn('read cache off: reads go to the database', { reason: why });
     this.enabled = false;
     this.tree = newTree();
     this.bytes = 0;
@@ -215,8 +220,16 @@ export class ReadCachedDriver implements Driver {
     return this.pulling;
   }
 
+  /** Memory the cache holds now (0 when off). */
+  get bytesHeld(): number {
+    return this.enabled ? this.bytes : 0;
+  }
+
   async read<T>(fn: (view: ReadView) => Promise<T>, opts?: { serializable?: boolean }): Promise<T> {
-    if (!this.enabled) return this.inner.read(fn);
+    if (!this.enabled) {
+      this.onRead?.(false);
+      return this.inner.read(fn);
+    }
     let compactRevision: number;
     if (opts?.serializable) {
       compactRevision = -1;
@@ -231,7 +244,11 @@ export class ReadCachedDriver implements Driver {
       revision,
       compactRevision,
       range: async (q) => {
-        if (q.revision >= revision && this.revision === revision && this.enabled) return rangeLive(this.tree, q);
+        if (q.revision >= revision && this.revision === revision && this.enabled) {
+          this.onRead?.(true);
+          return rangeLive(this.tree, q);
+        }
+        if (q.revision >= revision) this.onRead?.(false);
         // History (or the cache moved on): the database, which checks compaction itself.
         return this.inner.read(async (v) => {
           if (q.revision < v.compactRevision) throw ErrCompacted;
@@ -347,7 +364,7 @@ export class ReadCachedDriver implements Driver {
   getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {
     return this.inner.getVersions(refs);
   }
-  compact(revision: number): Promise<void> {
+  compact(revision: number): Promise<number> {
     return this.inner.compact(revision);
   }
   stats(): Promise<DriverStats> {

@@ -22,6 +22,7 @@
 // the holder then stays away from it for a while, longer each time. It is
 // only held while linearizable reads come: an idle instance gives it up, so
 // that it writes nothing to the database while nobody asks anything.
+import type { Logger } from '../src/logger';
 
 /** What the database says when the lease is taken or renewed. */
 export interface LeaseGrant {
@@ -42,7 +43,7 @@ export interface ReadLeaseOptions {
   othersAlive(): Promise<boolean>;
   /** Whether the lease is worth holding (the cache is on). */
   wanted(): boolean;
-  log?: (msg: string) => void;
+  logger?: Logger;
 }
 
 const FIRST_BACKOFF_MS = 10_000;
@@ -135,7 +136,7 @@ export class ReadLease {
         return;
       }
       if (grant) {
-        if (!this.held) this.opts.log?.(`read lease taken: linearizable reads are answered without a query while no other instance is alive`);
+        if (!this.held) this.opts.logger?.debug('read lease taken: linearizable reads are answered without a query while no other instance is alive');
         this.held = true;
         this.granted = grant;
         this.vouchedFor = suspensions;
@@ -146,7 +147,7 @@ export class ReadLease {
         this.held = false;
         this.until = 0;
         this.notBefore = performance.now() + this.backoffMs;
-        this.opts.log?.(`read lease given up: another instance writes; not taken again for ${this.backoffMs / 1000}s`);
+        this.opts.logger?.debug('read lease given up: another instance writes', { 'retry-after': `${this.backoffMs / 1000}s` });
         this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
       }
     } catch {

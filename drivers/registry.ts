@@ -16,18 +16,24 @@ import { privateDataDir, privateSqliteFiles } from './sqlite/file-modes';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
 import { SqlDriver } from './sql/sql-driver';
+import type { SqlObserver } from './sql/sql-client';
 import { ReadCachedDriver } from './read-cache';
+import { silentLogger, type Logger } from '../src/logger';
 
 export class BackendError extends Error {}
 
 export interface BackendOptions {
+  /** Told of SQL work: timings, errors, the database lost and back. */
+  sqlObserver?: SqlObserver;
+  /** Told of reads at the latest revision: answered by the read cache, or not. */
+  onCachedRead?(hit: boolean): void;
   /** Where the default SQLite file lives. */
   dataDir: string;
   /** Memory budget of the read cache of SQL backends; 0 turns it off. */
   readCacheBytes?: number;
   /** Length of the read lease of SQL backends (read-lease.ts), ms; 0 turns it off. */
   readLeaseMs?: number;
-  log?: (msg: string) => void;
+  logger?: Logger;
 }
 
 /** SQL backends get a read cache of the current view (see read-cache.ts) unless it is turned off. */
@@ -35,7 +41,7 @@ function cached(driver: Driver, opts: BackendOptions): Driver {
   const bytes = opts.readCacheBytes ?? 0;
   if (bytes <= 0) return driver;
   const leaseStore = driver instanceof SqlDriver ? driver : undefined;
-  return new ReadCachedDriver(driver, { maxBytes: bytes, readLeaseMs: opts.readLeaseMs ?? 0, leaseStore, log: opts.log });
+  return new ReadCachedDriver(driver, { maxBytes: bytes, readLeaseMs: opts.readLeaseMs ?? 0, leaseStore, logger: opts.logger, onRead: opts.onCachedRead });
 }
 
 /** A backend URL fit for logs: the password replaced. */
@@ -48,7 +54,8 @@ export function defaultBackend(dataDir: string): string {
 }
 
 export function createDriver(backend: string, opts: BackendOptions): Driver {
-  const warn = opts.log ?? (() => undefined);
+  const logger = opts.logger ?? silentLogger;
+  const warn = (msg: string) => logger.warn(msg);
   if (!backend) {
     privateDataDir(opts.dataDir, warn);
     backend = defaultBackend(opts.dataDir);
@@ -58,18 +65,18 @@ export function createDriver(backend: string, opts: BackendOptions): Driver {
     case 'memory':
       return new MemoryDriver();
     case 'sqlite':
-      return cached(sqliteDriver(backend, warn), opts);
+      return cached(sqliteDriver(backend, warn, opts.sqlObserver), opts);
     case 'mysql':
     case 'mariadb':
-      return cached(mysqlDriver(backend, false), opts);
+      return cached(mysqlDriver(backend, false, opts.sqlObserver), opts);
     case 'tidb':
-      return cached(mysqlDriver(backend, true), opts);
+      return cached(mysqlDriver(backend, true, opts.sqlObserver), opts);
     default:
       throw new BackendError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db or tidb://user:pass@host:4000/db`);
   }
 }
 
-function sqliteDriver(backend: string, warn: (msg: string) => void): Driver {
+function sqliteDriver(backend: string, warn: (msg: string) => void, observer?: SqlObserver): Driver {
   const file = backend.replace(/^sqlite:(\/\/)?/i, '');
   if (!file) throw new BackendError(`bad backend "${backend}": give the SQLite file, as sqlite:///path/state.db`);
   const dir = path.dirname(path.resolve(file));
@@ -77,7 +84,7 @@ function sqliteDriver(backend: string, warn: (msg: string) => void): Driver {
   let client: SqliteClient;
   try {
     privateSqliteFiles(file, warn);
-    client = new SqliteClient(file, 'FULL');
+    client = new SqliteClient(file, 'FULL', undefined, observer);
   } catch (err) {
     throw new BackendError(`cannot open the SQLite database ${file}: ${(err as Error).message}`);
   }
@@ -105,11 +112,11 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   };
 }
 
-function mysqlDriver(backend: string, tidb: boolean): Driver {
+function mysqlDriver(backend: string, tidb: boolean, observer?: SqlObserver): Driver {
   const target = parseMysqlUrl(backend, tidb);
   const where = `${tidb ? 'TiDB' : 'MySQL'} at ${target.host}:${target.port}`;
   const dialect = tidb ? tidbDialect : mysqlDialect;
-  const client = new MysqlClient(target, dialect);
+  const client = new MysqlClient(target, dialect, undefined, undefined, observer);
   const driver = new SqlDriver(client, dialect);
   const open = driver.open.bind(driver);
   driver.open = async () => {

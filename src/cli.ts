@@ -1,7 +1,8 @@
 // bin/etcd-adapter: parse flags, start the server, stop cleanly on SIGTERM/SIGINT.
 import { ConfigError, parseArgs, usage } from './config';
 import { SERVER_VERSION } from './api/identity';
-import { EtcdAdapterServer, log } from './server/server';
+import { EtcdAdapterServer } from './server/server';
+import { createLogger } from './logger';
 import { BackendError, defaultBackend, redact } from '../drivers/registry';
 
 export async function main(argv: string[]): Promise<void> {
@@ -23,31 +24,50 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(`etcd-adapter ${require('../../package.json').version} (etcd API ${SERVER_VERSION})\n`);
     return;
   }
-  for (const w of parsed.warnings) process.stderr.write(`etcd-adapter: warning: ${w}\n`);
   const { config } = parsed;
+  let logger;
+  try {
+    logger = createLogger({ level: config.logLevel, format: config.logFormat, outputs: config.logOutputs });
+  } catch (err) {
+    process.stderr.write(`etcd-adapter: cannot write logs to ${config.logOutputs.join(', ')}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  for (const w of parsed.warnings) logger.warn(w);
 
   let server: EtcdAdapterServer;
   try {
-    server = await EtcdAdapterServer.start(config);
+    server = await EtcdAdapterServer.start(config, logger);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     const known = err instanceof BackendError || err instanceof ConfigError || (err as NodeJS.ErrnoException).code !== undefined;
+    logger.error(`cannot start: ${message}`);
     process.stderr.write(`etcd-adapter: cannot start: ${message}\n`);
     if (!known && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
     process.exit(1);
   }
   const backend = config.backend || defaultBackend(config.dataDir);
-  log(`serving etcd API ${SERVER_VERSION} on ${server.urls.join(', ')} (backend ${redact(backend)}, cluster ${server.identity.clusterId}, member ${server.identity.memberId})`);
+  logger.info('serving the etcd API', {
+    version: SERVER_VERSION,
+    'client-urls': server.urls,
+    'metrics-urls': server.metricsUrls,
+    backend: redact(backend),
+    'cluster-id': server.identity.clusterId,
+    'member-id': server.identity.memberId,
+    name: server.identity.name,
+  });
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log(`received ${signal}, shutting down`);
+    logger.info('received a signal: shutting down', { signal });
     server.close().then(
-      () => process.exit(0),
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
       (err) => {
-        process.stderr.write(`etcd-adapter: error during shutdown: ${err}\n`);
+        logger.error('error during shutdown', { error: String(err) });
         process.exit(1);
       },
     );

@@ -1,6 +1,11 @@
 // Command-line flags, named as etcd names them where etcd has the flag. Each
 // flag can also come from an environment variable (--max-txn-ops ->
-// ETCD_MAX_TXN_OPS), as etcd allows; a flag on the command line wins.
+// ETCD_MAX_TXN_OPS), as etcd allows; a flag on the command line wins. With
+// --config-file, etcd's YAML configuration file gives them instead (etcd's
+// rule: the other flags and the environment are then ignored).
+import * as fs from 'node:fs';
+import YAML from 'yaml';
+import { LOG_LEVELS, type LogFormat, type LogLevel } from './logger';
 
 export interface Config {
   name: string;
@@ -30,12 +35,24 @@ export interface Config {
   quotaBackendBytes: number;
   /** How often revision-mode auto-compaction checks (not a flag: 1 minute; embedders and tests may shorten it). */
   autoCompactionCheckMs?: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  /** "stderr", "stdout" or file paths. */
+  logOutputs: string[];
+  /** Extra listeners serving only /metrics and the health paths. */
+  listenMetricsUrls: string[];
+  /** A request slower than this (ms) is logged at warn, as etcd's "apply request took too long". */
+  warningApplyDuration: number;
+  /** etcd's --metrics: basic or extensive (the same here); off counts nothing (to measure what counting costs). */
+  metrics: 'basic' | 'extensive' | 'off';
 }
 
-type Kind = 'string' | 'urls' | 'uint' | 'bool' | 'duration';
+type Kind = 'string' | 'urls' | 'uint' | 'bool' | 'duration' | 'list';
 
 interface Flag {
   name: string;
+  /** Other names for the same flag (etcd's later names, or earlier ones). */
+  aliases?: string[];
   key: keyof Config;
   kind: Kind;
   help: string;
@@ -124,12 +141,54 @@ export const FLAGS: Flag[] = [
   },
   {
     name: 'experimental-watch-progress-notify-interval',
+    aliases: ['watch-progress-notify-interval'],
     key: 'watchProgressNotifyInterval',
     kind: 'duration',
     def: '10m',
-    help: 'Interval of the progress notifications sent to watchers that ask for them (Go duration: 500ms, 10s, 10m).',
+    help: 'Interval of the progress notifications sent to watchers that ask for them (Go duration: 500ms, 10s, 10m). etcd 3.6 names it --watch-progress-notify-interval; both work.',
+  },
+  {
+    name: 'metrics',
+    key: 'metrics',
+    kind: 'string',
+    def: 'basic',
+    help: 'Prometheus metrics on /metrics: basic or extensive (the same here), or off (nothing counted).',
+  },
+  {
+    name: 'listen-metrics-urls',
+    key: 'listenMetricsUrls',
+    kind: 'urls',
+    def: '',
+    help: 'Comma-separated URLs to serve /metrics, /health, /livez and /readyz on, besides every client URL (http:// or https://).',
+  },
+  { name: 'log-level', key: 'logLevel', kind: 'string', def: 'info', help: 'Log level: debug, info, warn or error.' },
+  {
+    name: 'log-format',
+    key: 'logFormat',
+    kind: 'string',
+    def: 'json',
+    help: 'Log format: json (one object per line, as etcd\'s zap logger) or console (tab-separated text).',
+  },
+  {
+    name: 'logger',
+    key: 'logFormat',
+    kind: 'string',
+    def: '',
+    help: 'etcd 3.4/3.5\'s name for the logger: zap (JSON lines) or capnslog (text); sets --log-format.',
+  },
+  { name: 'log-outputs', key: 'logOutputs', kind: 'list', def: 'stderr', help: 'Where logs go: stderr, stdout, default (stderr) or file paths, comma-separated.' },
+  {
+    name: 'warning-apply-duration',
+    aliases: ['experimental-warning-apply-duration'],
+    key: 'warningApplyDuration',
+    kind: 'duration',
+    def: '100ms',
+    help: 'A request that takes longer than this is logged at warn ("apply request took too long"), as etcd does.',
   },
 ];
+
+/** --config-file: read first, and then the other flags and the environment are not. */
+const CONFIG_FILE = 'config-file';
 
 const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -157,6 +216,12 @@ function convert(flag: Flag, raw: string, source: string): unknown {
   switch (flag.kind) {
     case 'string':
       return raw;
+    case 'list':
+      return raw
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+        .map((x) => (x === 'default' ? 'stderr' : x));
     case 'urls': {
       const urls = raw.split(',').map((u) => u.trim()).filter(Boolean);
       for (const u of urls) parseClientUrl(u, source);
@@ -207,13 +272,19 @@ export interface Parsed {
   warnings: string[];
 }
 
+/** Every name a flag answers to. */
+function namesOf(f: Flag): string[] {
+  return [f.name, ...(f.aliases ?? [])];
+}
+
 /** Parses argv (without node and script) and the environment. Throws ConfigError. */
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
-  const byName = new Map(FLAGS.map((f) => [f.name, f]));
-  const given = new Map<Flag, string>();
+  const byName = new Map(FLAGS.flatMap((f) => namesOf(f).map((n) => [n, f] as const)));
+  let given = new Map<Flag, string>();
   const warnings: string[] = [];
   let help = false;
   let version = false;
+  let configFile: string | undefined;
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -228,6 +299,11 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
       version = true;
       continue;
     }
+    if (name === CONFIG_FILE) {
+      configFile = inline ?? argv[++i];
+      if (configFile === undefined) throw new ConfigError(`flag --${name} needs a value`);
+      continue;
+    }
     const flag = byName.get(name);
     if (!flag) throw new ConfigError(`unknown flag --${name}`);
     let raw = inline;
@@ -238,24 +314,41 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
     }
     given.set(flag, raw);
   }
+  configFile ??= env[envName(CONFIG_FILE)];
+
+  let useEnv = true;
+  if (configFile !== undefined) {
+    if (given.size > 0) warnings.push(`--${CONFIG_FILE} is given: the other flags (${[...given.keys()].map((f) => `--${f.name}`).join(', ')}) are ignored, as etcd ignores them`);
+    given = readConfigFile(configFile, byName, warnings);
+    useEnv = false;
+  }
 
   const values: Record<string, unknown> = {};
   for (const flag of FLAGS) {
-    const envKey = envName(flag.name);
+    const envKeys = namesOf(flag).map(envName);
     let raw = given.get(flag);
     let source = `--${flag.name}`;
-    if (raw === undefined && env[envKey] !== undefined) {
-      raw = env[envKey];
-      source = envKey;
-    } else if (raw !== undefined && env[envKey] !== undefined) {
-      warnings.push(`${envKey} is shadowed by the command-line flag --${flag.name}`);
+    const fromEnv = useEnv ? envKeys.find((k) => env[k] !== undefined) : undefined;
+    if (raw === undefined && fromEnv !== undefined) {
+      raw = env[fromEnv];
+      source = fromEnv;
+    } else if (raw !== undefined && fromEnv !== undefined) {
+      warnings.push(`${fromEnv} is shadowed by the command-line flag --${flag.name}`);
     }
-    values[flag.key] = convert(flag, raw ?? flag.def, raw === undefined ? `the default of --${flag.name}` : source);
+    if (raw === undefined) {
+      // Several flags may set one setting (--log-format, then --logger): a default never replaces a value.
+      if (flag.key in values) continue;
+      raw = flag.def;
+      source = `the default of --${flag.name}`;
+    }
+    values[flag.key] = flag.name === 'logger' ? loggerFormat(raw) : convert(flag, raw, source);
   }
-  // ETCD_ADAPTER_TRACE is ours, read by src/trace.ts
-  const known = new Set([...FLAGS.map((f) => envName(f.name)), 'ETCD_ADAPTER_TRACE']);
-  for (const k of Object.keys(env)) {
-    if (k.startsWith('ETCD_') && !known.has(k) && !k.startsWith('ETCDCTL')) warnings.push(`unrecognized environment variable ${k}`);
+  if (useEnv) {
+    // ETCD_ADAPTER_TRACE is ours, read by src/trace.ts
+    const known = new Set([...FLAGS.flatMap((f) => namesOf(f).map(envName)), envName(CONFIG_FILE), 'ETCD_ADAPTER_TRACE']);
+    for (const k of Object.keys(env)) {
+      if (k.startsWith('ETCD_') && !known.has(k) && !k.startsWith('ETCDCTL')) warnings.push(`unrecognized environment variable ${k}`);
+    }
   }
 
   const config = values as unknown as Config;
@@ -274,7 +367,63 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed {
   }
   retentionOf(config);
   if (config.pollInterval <= 0) throw new ConfigError('--poll-interval must be more than 0');
+  if (!LOG_LEVELS.includes(config.logLevel)) throw new ConfigError(`invalid value "${config.logLevel}" for --log-level: expected ${LOG_LEVELS.join(', ')}`);
+  if (config.logFormat !== 'json' && config.logFormat !== 'console') throw new ConfigError(`invalid value "${config.logFormat}" for --log-format: expected json or console`);
+  if (!['basic', 'extensive', 'off'].includes(config.metrics)) throw new ConfigError(`invalid value "${config.metrics}" for --metrics: expected basic, extensive or off`);
   return { config, help, version, warnings };
+}
+
+/** etcd 3.4/3.5's --logger: zap writes JSON lines, capnslog text. */
+function loggerFormat(raw: string): LogFormat {
+  if (raw === 'zap') return 'json';
+  if (raw === 'capnslog') return 'console';
+  throw new ConfigError(`invalid value "${raw}" for --logger: expected zap or capnslog`);
+}
+
+/** etcd's YAML sections whose keys are flag names (client-transport-security: cert-file, ...). */
+const SECTIONS = new Set(['client-transport-security']);
+/** Sections etcd has that mean nothing here (peer traffic): ignored, said once. */
+const IGNORED_SECTIONS = new Set(['peer-transport-security']);
+
+/**
+ * etcd's configuration file: YAML whose keys are flag names. Values may be
+ * YAML scalars or lists (joined with commas); empty values mean the default.
+ * Durations as strings ("10m") or, as etcd's Go decoder reads them, numbers
+ * of nanoseconds. Keys this server does not have are warned about, not fatal.
+ */
+function readConfigFile(file: string, byName: Map<string, Flag>, warnings: string[]): Map<Flag, string> {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`cannot read --${CONFIG_FILE} ${file}: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) doc = {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`--${CONFIG_FILE} ${file}: expected a YAML mapping of flag names to values`);
+  const given = new Map<Flag, string>();
+  const unused: string[] = [];
+  const take = (key: string, value: unknown) => {
+    if (value === null || value === undefined || value === '') return;
+    const flag = byName.get(key);
+    if (!flag) return void unused.push(key);
+    let raw: string;
+    if (Array.isArray(value)) raw = value.map(String).join(',');
+    else if (flag.kind === 'duration' && typeof value === 'number') raw = `${value / 1e6}ms`;
+    else if (typeof value === 'object') throw new ConfigError(`--${CONFIG_FILE} ${file}: "${key}" must be a value, not a mapping`);
+    else raw = String(value);
+    given.set(flag, raw);
+  };
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    if (SECTIONS.has(key) && value && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) take(k, v);
+    } else if (IGNORED_SECTIONS.has(key)) {
+      unused.push(key);
+    } else {
+      take(key, value);
+    }
+  }
+  if (unused.length > 0) warnings.push(`--${CONFIG_FILE} ${file}: ignored settings this server does not have: ${unused.join(', ')}`);
+  return given;
 }
 
 export type Retention = { revisions: number } | { ms: number } | null;
@@ -297,9 +446,14 @@ export function usage(): string {
   const lines = ['Usage: etcd-adapter [flags]', '', 'An etcd v3 API server (gRPC and HTTP/JSON on one port) on pluggable storage.', '', 'Flags:'];
   for (const f of FLAGS) {
     const def = f.def === '' ? '' : ` (default "${f.def}")`;
-    lines.push(`  --${f.name}${f.kind === 'bool' ? '' : ' <value>'}`);
+    lines.push(`  ${namesOf(f).map((n) => `--${n}`).join(', ')}${f.kind === 'bool' ? '' : ' <value>'}`);
     lines.push(`        ${f.help}${def}  [env ${envName(f.name)}]`);
   }
-  lines.push('  --help      Show this help.', '  --version   Print the version.');
+  lines.push(
+    `  --${CONFIG_FILE} <value>`,
+    "        etcd's YAML configuration file (keys are flag names); when given, the other flags and the environment are ignored.  [env ETCD_CONFIG_FILE]",
+    '  --help      Show this help.',
+    '  --version   Print the version.',
+  );
   return lines.join('\n');
 }

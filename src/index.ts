@@ -2,6 +2,7 @@
 // process (in-memory by default) and get its URL and a close().
 import { parseArgs, type Config } from './config';
 import { EtcdAdapterServer } from './server/server';
+import { createLogger, type Logger, type LogLevel } from './logger';
 
 export interface StartOptions {
   /** Port to listen on; 0 (the default) picks a free one. */
@@ -30,6 +31,12 @@ export interface StartOptions {
   quotaBackendBytes?: number;
   /** etcd's --auth-token-ttl, seconds (default 300). */
   authTokenTtl?: number;
+  /** Where logs go: a Logger of yours (see `createLogger`, or `silentLogger`); by default JSON lines on stderr at `logLevel`. */
+  logger?: Logger;
+  /** With the default logger: debug, info, warn (the default) or error. */
+  logLevel?: LogLevel;
+  /** Prometheus metrics on /metrics (default true). */
+  metrics?: boolean;
 }
 
 export interface RunningServer {
@@ -64,13 +71,16 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     readLease: options.readLeaseMs ?? config.readLease,
     quotaBackendBytes: options.quotaBackendBytes ?? config.quotaBackendBytes,
     authTokenTtl: options.authTokenTtl ?? config.authTokenTtl,
+    metrics: options.metrics === false ? 'off' : config.metrics,
   };
   merged.advertiseClientUrls = merged.listenClientUrls;
-  const server = await EtcdAdapterServer.start(merged);
+  const logger = options.logger ?? createLogger({ level: options.logLevel ?? 'warn', format: 'json', outputs: ['stderr'] });
+  const server = await EtcdAdapterServer.start(merged, logger);
   const url = server.urls[0];
   const port = Number(new URL(url).port);
   return { url, endpoint: `${host}:${port}`, port, close: () => server.close() };
 }
 
 export { EtcdAdapterServer } from './server/server';
+export { createLogger, silentLogger, type Logger, type LogLevel } from './logger';
 export type { Config } from './config';

@@ -74,7 +74,7 @@ describe('command line', () => {
     s.child.kill('SIGTERM');
     assert.equal(await s.exit, 0);
     assert.ok(fs.existsSync(path.join(s.cwd, 'from-env.etcd', 'state.db')), 'the default backend is SQLite in <name>.etcd');
-    assert.match(s.stderr(), /SIGTERM, shutting down/);
+    assert.match(s.stderr(), /"msg":"received a signal: shutting down","signal":"SIGTERM"/);
     assert.match(s.stderr(), /unrecognized environment variable ETCD_NO_SUCH_SETTING/);
     assert.doesNotMatch(s.stderr(), /ETCD_ADAPTER_TRACE/, 'our own variable is known');
   });
@@ -139,8 +139,8 @@ describe('command line', () => {
     await waitFor('the server', async () => ((await fetch(`http://${endpoint}/health`).catch(() => null))?.ok ? true : undefined));
     assert.equal(modeOf(dir), '700');
     assert.equal(modeOf(path.join(dir, 'state.db')), '600');
-    assert.match(stderr, /data directory ".*private\.etcd" was drwxr-xr-x: set to drwx------/);
-    assert.match(stderr, /state\.db" was -rw-r--r--: set to -rw-------/);
+    assert.match(stderr, /data directory \\"[^"]*private\.etcd\\" was drwxr-xr-x: set to drwx------/);
+    assert.match(stderr, /state\.db\\" was -rw-r--r--: set to -rw-------/);
     again.kill('SIGTERM');
     await exited;
   });

@@ -157,6 +157,7 @@ describe('faults', () => {
     const before = w.acked.length;
     await waitFor('writes to succeed again after the fault', async () => (w.acked.length >= before + 20 ? true : undefined), 60000);
     await waitFor('/health to say 200 again', async () => ((await fetch(`${s.url}/health`)).status === 200 ? true : undefined), 30000);
+    await waitFor('/readyz to say 200 again', async () => ((await fetch(`${s.url}/readyz`)).status === 200 ? true : undefined), 30000);
     await w.stop();
     assert.deepEqual([...new Set(w.errors)], [14], 'every failure was UNAVAILABLE');
     assert.equal(s.child.exitCode, null, 'the adapter never exited');
@@ -176,6 +177,8 @@ describe('faults', () => {
       await db.kill();
       try {
         await waitFor('/health to say 503', async () => ((await fetch(`${s.url}/health`)).status === 503 ? true : undefined), 30000);
+        assert.equal((await fetch(`${s.url}/readyz`)).status, 503, '/readyz: not ready while the database is down');
+        assert.equal((await fetch(`${s.url}/livez`)).status, 200, '/livez: the process itself is fine');
         const put = await fetch(`${s.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: 'eA==', value: 'eA==' }) });
         assert.equal(put.status, 503, 'an HTTP write answers 503');
         assert.equal(((await put.json()) as { code: number }).code, 14);
@@ -206,6 +209,10 @@ describe('faults', () => {
         assert.equal(range, 14, 'a linearizable read answers UNAVAILABLE');
         const health = await fetch(`${s.url}/health`);
         assert.equal(health.status, 503, '/health says 503 at once: the database is known to be failing');
+        const ready = await fetch(`${s.url}/readyz?verbose`);
+        assert.equal(ready.status, 503);
+        assert.match(await ready.text(), /\[-\]linearizable_read failed: etcdserver: request timed out\n[^]*readyz check failed/);
+        assert.equal((await fetch(`${s.url}/livez`)).status, 200, '/livez: the process itself is fine');
         t.diagnostic(`a write waited ${(waited / 1000).toFixed(1)} s on the frozen database`);
       } finally {
         db.thaw();

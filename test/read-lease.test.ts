@@ -131,7 +131,7 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
         const r = await call(url, 'range', { key: enc('k') });
         return r.kvs ? Buffer.from(r.kvs[0].value, 'base64').toString() : null;
       };
-      const a = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`]);
+      const a = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`, '--log-level', 'debug']);
       let b: Awaited<ReturnType<typeof spawnAdapter>> | null = null;
       try {
         await call(a.url, 'put', { key: enc('k'), value: enc('from a') });
@@ -139,7 +139,7 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
           await read(a.url);
           return a.log().includes('read lease taken') ? true : undefined;
         });
-        b = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`]);
+        b = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`, '--log-level', 'debug']);
         // Each write through b, then at once a read through a: linearizable reads see it every time.
         for (let i = 0; i < 20; i++) {
           await call(b.url, 'put', { key: enc('k'), value: enc(`from b ${i}`) });
@@ -153,7 +153,7 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
 
     it('a holder killed with SIGKILL holds writes elsewhere only until its lease runs out', async () => {
       backend = await freshBackend(kind);
-      const holder = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`]);
+      const holder = await spawnAdapter(['--backend', backend.url, '--read-lease', `${LEASE_MS}ms`, '--log-level', 'debug']);
       try {
         // Linearizable reads through the gateway make it want the lease.
         await waitFor('the adapter to take the lease', async () => {

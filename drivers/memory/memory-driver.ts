@@ -213,7 +213,8 @@ export class MemoryDriver implements Driver {
     });
   }
 
-  async compact(revision: number): Promise<void> {
+  async compact(revision: number): Promise<number> {
+    let removed = 0;
     // The log before `revision` is no longer needed by any watcher.
     const drop = Math.min(revision, this.revision + 1) - this.logStart;
     if (drop > 0) {
@@ -223,29 +224,32 @@ export class MemoryDriver implements Driver {
     // History: slices of keys, yielding between them so writes keep flowing.
     const keys = [...this.compactable];
     for (let i = 0; i < keys.length; i += COMPACT_SLICE) {
-      for (const ks of keys.slice(i, i + COMPACT_SLICE)) this.compactKey(ks, revision);
+      for (const ks of keys.slice(i, i + COMPACT_SLICE)) removed += this.compactKey(ks, revision);
       await new Promise((resolve) => setImmediate(resolve));
     }
     // Entries at exactly `revision` that compaction removed from history leave the log too.
     const atRev = this.log[revision - this.logStart];
     if (atRev) this.log[revision - this.logStart] = atRev.filter((e) => this.history.get(keyString(e.kv.key))?.includes(e));
+    return removed;
   }
 
-  private compactKey(ks: string, revision: number): void {
+  /** Returns how many versions it removed. */
+  private compactKey(ks: string, revision: number): number {
     const versions = this.history.get(ks);
     if (!versions) {
       this.compactable.delete(ks);
-      return;
+      return 0;
     }
     const { kept, removed } = compactHistory(versions, revision);
     for (const e of removed) this.bytes -= e.kv.key.length + e.kv.value.length + ENTRY_OVERHEAD;
     if (kept.length === 0) {
       this.history.delete(ks);
       this.compactable.delete(ks);
-      return;
+      return removed.length;
     }
     this.history.set(ks, kept);
     if (kept.length === 1 && !kept[0].deleted) this.compactable.delete(ks);
+    return removed.length;
   }
 
   async stats(): Promise<DriverStats> {

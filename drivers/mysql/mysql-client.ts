@@ -7,7 +7,7 @@
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
 import mysql from 'mysql2/promise';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { earliest, RetryableError, StorageHealth, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { earliest, RetryableError, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 
 export interface MysqlTarget {
   host: string;
@@ -63,7 +63,7 @@ export interface TransactionStarts {
 
 export class MysqlClient implements SqlClient {
   readonly pool: mysql.Pool;
-  private readonly health = new StorageHealth();
+  private readonly health: SqlMonitor;
 
   constructor(
     readonly target: MysqlTarget,
@@ -71,7 +71,9 @@ export class MysqlClient implements SqlClient {
     poolSize = 16,
     /** How long a statement, or a whole transaction, may take (0: no limit). */
     private readonly timeoutMs = STATEMENT_TIMEOUT_MS,
+    observer?: SqlObserver,
   ) {
+    this.health = new SqlMonitor(observer);
     this.pool = mysql.createPool({
       host: target.host,
       port: target.port,
@@ -93,11 +95,11 @@ export class MysqlClient implements SqlClient {
   }
 
   all(sql: string, params: unknown[] = [], opts?: RunOptions): Promise<Row[]> {
-    return this.health.track(this.single(sql, params, opts) as Promise<Row[]>);
+    return this.health.track('statement', this.single(sql, params, opts) as Promise<Row[]>, sql);
   }
 
   async run(sql: string, params: unknown[] = [], opts?: RunOptions): Promise<void> {
-    await this.health.track(this.single(sql, params, opts));
+    await this.health.track('statement', this.single(sql, params, opts), sql);
   }
 
   /** The moment by which work started now must be done (null: no limit). */
@@ -191,7 +193,7 @@ export class MysqlClient implements SqlClient {
   }
 
   transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, deadline?: number): Promise<T> {
-    return this.health.track(this.writeTransaction(begin, fn, deadline));
+    return this.health.track('write', this.writeTransaction(begin, fn, deadline));
   }
 
   /** The whole transaction, COMMIT included, within one deadline. */
@@ -204,7 +206,11 @@ export class MysqlClient implements SqlClient {
       const outcome = await fn(this.executor(conn, deadline), locked);
       // One round trip when it fits in a packet; the last one carries COMMIT.
       const groups = packetGroups([...outcome.commit, { sql: 'COMMIT', params: [] }], this.maxPacketBytes);
-      for (const g of groups) await this.query(conn, g.map((x) => x.sql).join(';\n'), g.flatMap((x) => x.params), deadline);
+      await this.health.commit(
+        (async () => {
+          for (const g of groups) await this.query(conn, g.map((x) => x.sql).join(';\n'), g.flatMap((x) => x.params), deadline);
+        })(),
+      );
       open = false;
       return outcome.value;
     } catch (err) {
@@ -222,7 +228,7 @@ export class MysqlClient implements SqlClient {
   }
 
   snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
-    return this.health.track(this.readSnapshot(begin, fn));
+    return this.health.track('read', this.readSnapshot(begin, fn));
   }
 
   private async readSnapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {

@@ -1,7 +1,7 @@
 // What the generic SQL driver needs from a database connection, whatever the
 // library (better-sqlite3 is synchronous, mysql2 is a pool of async
 // connections). Rows come back as plain objects keyed by column name.
-import { StorageUnavailableError } from '../../src/errors';
+import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 
 export type Row = Record<string, unknown>;
 
@@ -61,21 +61,58 @@ export function earliest(a: number | null, b: number | undefined): number | null
   return a === null ? b : Math.min(a, b);
 }
 
-/** Whether the database answered last time: a fault sets the reason, the next success clears it. */
-export class StorageHealth {
+/** What a client tells about its work (metrics, slow SQL, the database lost and back). */
+export interface SqlObserver {
+  /** A write transaction (COMMIT included), a read snapshot, or one statement alone, took this long. */
+  timed(kind: SqlWork, seconds: number, sql?: string): void;
+  /** The COMMIT step of a write transaction took this long (etcd's backend commit duration). */
+  committed(seconds: number): void;
+  /** A statement failed: the database's error code, or "timeout". */
+  failed(code: string): void;
+  /** The database stopped answering (the reason), or answers again (null). */
+  health(reason: string | null): void;
+}
+
+export type SqlWork = 'write' | 'read' | 'statement';
+
+/**
+ * Times a client's work for its observer, and keeps whether the database
+ * answered last time: a fault sets the reason, the next success clears it.
+ */
+export class SqlMonitor {
   private reason: string | null = null;
 
-  track<T>(work: Promise<T>): Promise<T> {
+  constructor(private readonly observer?: SqlObserver) {}
+
+  track<T>(kind: SqlWork, work: Promise<T>, sql?: string): Promise<T> {
+    const started = performance.now();
     return work.then(
       (v) => {
-        this.reason = null;
+        this.observer?.timed(kind, (performance.now() - started) / 1000, sql);
+        if (this.reason !== null) {
+          this.reason = null;
+          this.observer?.health(null);
+        }
         return v;
       },
       (err) => {
-        if (err instanceof StorageUnavailableError) this.reason = err.message;
+        this.observer?.timed(kind, (performance.now() - started) / 1000, sql);
+        this.observer?.failed(err instanceof StorageTimeoutError ? 'timeout' : String((err as { code?: unknown }).code ?? (err as { errno?: unknown }).errno ?? 'error'));
+        if (err instanceof StorageUnavailableError) {
+          if (this.reason === null) this.observer?.health(err.message);
+          this.reason = err.message;
+        }
         throw err;
       },
     );
+  }
+
+  /** Times a COMMIT step. */
+  async commit<T>(work: Promise<T>): Promise<T> {
+    const started = performance.now();
+    const v = await work;
+    this.observer?.committed((performance.now() - started) / 1000);
+    return v;
   }
 
   failing(): string | null {

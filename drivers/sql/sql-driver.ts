@@ -383,22 +383,27 @@ export class SqlDriver implements Driver, ReadLeaseStore {
    * Concurrent compactors (other instances) queue on the progress row and
    * skip what is done; a closing driver stops between batches.
    */
-  async compact(revision: number): Promise<void> {
+  async compact(revision: number): Promise<number> {
+    let removed = 0;
     for (;;) {
-      if (this.closing) return;
-      if (await this.compactBatch(revision)) break;
+      if (this.closing) return removed;
+      const step = await this.compactBatch(revision);
+      removed += step.removed;
+      if (step.done) break;
     }
     for (const sql of this.dialect.reclaim) {
-      if (this.closing) return;
+      if (this.closing) return removed;
       await this.client.run(sql, [], UNBOUNDED);
     }
+    return removed;
   }
 
-  private compactBatch(target: number): Promise<boolean> {
+  /** One step; `removed` counts the versions it deleted (a version already gone counts too). */
+  private compactBatch(target: number): Promise<{ done: boolean; removed: number }> {
     return this.client.transaction({ sql: this.dialect.beginCompaction, params: [] }, async (tx, progress) => {
       const fromRev = Number(progress.compacted_to);
       const fromSub = Number(progress.compacted_sub);
-      if (fromRev > target || (fromRev === target && fromSub >= WHOLE_REVISION)) return { value: true, commit: [] };
+      if (fromRev > target || (fromRev === target && fromSub >= WHOLE_REVISION)) return { value: { done: true, removed: 0 }, commit: [] };
       const rows = await tx.all(
         `SELECT revision, sub, k, deleted, prev_revision FROM etcd_log
          WHERE revision >= ? AND revision <= ? AND (revision > ? OR sub > ?) ORDER BY revision, sub LIMIT ${COMPACT_BATCH}`,
@@ -422,7 +427,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
       const last = rows[rows.length - 1];
       const [toRev, toSub] = done ? [target, WHOLE_REVISION] : [Number(last.revision), Number(last.sub)];
       commit.push({ sql: 'UPDATE etcd_compaction SET compacted_to = ?, compacted_sub = ? WHERE id = 1', params: [toRev, toSub] });
-      return { value: done, commit };
+      return { value: { done, removed: superseded.length + tombstones.length }, commit };
     });
   }
 

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { earliest, RetryableError, StorageHealth, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { earliest, RetryableError, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { fromSqlite, toSqlite, type WriterOptions, type WriterReply, type WriterRequest } from './sqlite-writer';
 
 type Db = Database.Database;
@@ -49,14 +49,16 @@ export class SqliteClient implements SqlClient {
   private readonly idleReaders: Reader[] = [];
   private writeTail: Promise<unknown> = Promise.resolve();
   private closed = false;
-  private readonly health = new StorageHealth();
+  private readonly health: SqlMonitor;
 
   constructor(
     private readonly file: string,
     synchronous: 'FULL' | 'NORMAL',
     /** How long a writer statement, or a whole write transaction, may take (0: no limit). */
     private readonly timeoutMs = STATEMENT_TIMEOUT_MS,
+    observer?: SqlObserver,
   ) {
+    this.health = new SqlMonitor(observer);
     const options: WriterOptions = { file, synchronous, busyTimeoutMs: BUSY_TIMEOUT_MS };
     this.worker = new Worker(path.join(__dirname, 'sqlite-writer.js'), { workerData: options });
     this.ready = new Promise((resolve, reject) => {
@@ -131,7 +133,7 @@ export class SqliteClient implements SqlClient {
 
   /** One statement on a reader, in autocommit: a single SELECT is its own consistent snapshot. */
   all(sql: string, params: unknown[] = []): Promise<Row[]> {
-    return this.health.track(this.read(sql, params));
+    return this.health.track('statement', this.read(sql, params), sql);
   }
 
   private async read(sql: string, params: unknown[]): Promise<Row[]> {
@@ -160,12 +162,13 @@ export class SqliteClient implements SqlClient {
 
   /** A statement on the writer, outside any transaction (schema, vacuum). */
   run(sql: string, params?: unknown[], opts?: RunOptions): Promise<void> {
-    return this.health.track(this.serialized(async () => void (await this.ask({ op: 'run', sql, params }, this.deadline(opts)))));
+    return this.health.track('statement', this.serialized(async () => void (await this.ask({ op: 'run', sql, params }, this.deadline(opts)))), sql);
   }
 
   /** The whole transaction, COMMIT included, within one deadline. */
   transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, until?: number): Promise<T> {
     return this.health.track(
+      'write',
       this.serialized(async () => {
         const deadline = earliest(this.deadline(), until);
         const { rows } = await this.ask({ op: 'begin', sql: begin.sql, params: begin.params }, deadline);
@@ -175,7 +178,7 @@ export class SqliteClient implements SqlClient {
         };
         try {
           const outcome = await fn(tx, rows![0]);
-          await this.ask({ op: 'commit', statements: outcome.commit }, deadline);
+          await this.health.commit(this.ask({ op: 'commit', statements: outcome.commit }, deadline));
           return outcome.value;
         } catch (err) {
           // Queued behind whatever the thread still runs of this transaction; not waited for past a timeout.
@@ -195,7 +198,11 @@ export class SqliteClient implements SqlClient {
     return { db, begin: db.prepare('BEGIN'), commit: db.prepare('COMMIT'), statements: new Map() };
   }
 
-  async snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
+  snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
+    return this.health.track('read', this.readSnapshot(begin, fn));
+  }
+
+  private async readSnapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T> {
     if (this.closed) throw new StorageUnavailableError(new Error('database closed'));
     await this.ready;
     const r = this.reader();

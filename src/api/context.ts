@@ -19,6 +19,8 @@ export interface ApiContext {
 export interface CallMeta {
   /** Auth token from gRPC metadata `token`/`authorization` or the HTTP Authorization header. */
   token?: string;
+  /** The client's API version, from gRPC metadata `client-api-version` (etcd's clients send it). */
+  apiVersion?: string;
 }
 
 export type UnaryHandler = (req: any, meta: CallMeta) => Promise<object>;

@@ -57,6 +57,8 @@ export interface WatchContext {
   progressIntervalMs: number;
   /** Asked before a watch is created; returns a cancel reason to refuse it (auth). A promise when it must ask the store. */
   permit?(range: KeyRange, meta: CallMeta): string | null | Promise<string | null>;
+  /** Told how many events went to a watcher (etcd's events_total). */
+  onEvents?(count: number): void;
   /** Measures a response for fragmenting. */
   sizeOf(res: WatchResponse): number;
 }
@@ -237,6 +239,7 @@ export class WatchSession {
   }
 
   sendEvents(w: SessionWatcher, batch: EventBatch): boolean {
+    this.ctx.onEvents?.(batch.events.length);
     const res: WatchResponse = { header: header(this.ctx.identity, batch.revision), watch_id: w.id, events: batch.events, batch };
     if (!w.fragment || batch.events.length < 2 || this.ctx.sizeOf(res) < this.ctx.fragmentBytes) return this.sink.send(res);
     return this.sendFragments(res);

@@ -4,7 +4,6 @@
 import express, { type Request, type Response } from 'express';
 import type * as protobuf from 'protobufjs';
 import type { ServiceHandlers } from '../api/context';
-import { CLUSTER_VERSION, SERVER_VERSION } from '../api/identity';
 import { status } from '@grpc/grpc-js';
 import { EtcdError, unimplemented } from '../errors';
 import { metaFromHttp, readBody, sendError } from './http';
@@ -13,6 +12,7 @@ import { messageSize } from '../proto-size';
 import { fromJson, parseJson, syntaxError, toJson } from './json';
 import { API_PREFIXES, ROUTES, type Route } from './routes';
 import { serveJsonStream, type StreamServer } from './json-stream';
+import { opsRoutes, type OpsDeps } from './ops';
 
 export interface GatewayDeps {
   unary: Record<string, ServiceHandlers>;
@@ -21,8 +21,8 @@ export interface GatewayDeps {
   maxRequestBytes: number;
   /** The largest request gRPC takes (--max-request-bytes plus gRPC's allowance): beyond it, RESOURCE_EXHAUSTED. */
   maxReceiveBytes: number;
-  /** Health for GET /health: null when healthy, else the reason. */
-  unhealthy(): Promise<string | null>;
+  /** /version, /health, /livez, /readyz, /metrics. */
+  ops: OpsDeps;
 }
 
 function lookup(route: Route): { req: protobuf.Type; res: protobuf.Type } {
@@ -30,6 +30,18 @@ function lookup(route: Route): { req: protobuf.Type; res: protobuf.Type } {
   const m = service.methods[route.method];
   m.resolve();
   return { req: m.resolvedRequestType!, res: m.resolvedResponseType! };
+}
+
+/** Only the operators' paths, for --listen-metrics-urls. */
+export function createOpsApp(ops: OpsDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  opsRoutes(app, ops);
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('404 page not found\n');
+  });
+  return app;
 }
 
 export function createGateway(deps: GatewayDeps): express.Express {
@@ -40,17 +52,7 @@ export function createGateway(deps: GatewayDeps): express.Express {
   // Bodies up to this are parsed and answered as etcd answers them; longer ones are refused unread.
   const bodyLimit = Math.ceil((deps.maxReceiveBytes * 4) / 3) + 256 * 1024;
 
-  app.get('/version', (_req, res) => {
-    res.type('application/json').send(`{"etcdserver":"${SERVER_VERSION}","etcdcluster":"${CLUSTER_VERSION}"}`);
-  });
-
-  app.get('/health', async (_req, res) => {
-    const reason = await deps.unhealthy().catch((err) => (err instanceof Error ? err.message : String(err)));
-    res
-      .status(reason ? 503 : 200)
-      .type('application/json')
-      .send(`{"health":"${reason ? 'false' : 'true'}","reason":${JSON.stringify(reason ?? '')}}`);
-  });
+  opsRoutes(app, deps.ops);
 
   for (const prefix of API_PREFIXES) {
     for (const [path, route] of Object.entries(ROUTES)) {

@@ -4,15 +4,32 @@ import { KeepAliveSession } from '../api/lease';
 import type { ApiContext } from '../api/context';
 import type { Lessor } from '../mvcc/lessor';
 import type { StreamServer } from './json-stream';
+import { streamStats, type Metrics } from '../metrics';
+import { toStatus } from '../errors';
 
-export function keepAliveJson(api: ApiContext, lessor: Lessor): StreamServer {
+export function keepAliveJson(api: ApiContext, lessor: Lessor, metrics: Metrics | null): StreamServer {
   return {
-    open(out) {
-      const session = new KeepAliveSession(api, lessor, (res) => out.send(res), (err) => out.fail(err));
+    open(out, meta) {
+      const stats = streamStats(metrics, 'etcdserverpb.Lease', 'LeaseKeepAlive', meta.apiVersion);
+      const session = new KeepAliveSession(
+        api,
+        lessor,
+        (res) => {
+          stats.sent();
+          out.send(res);
+        },
+        (err) => {
+          stats.closed(toStatus(err).code);
+          out.fail(err);
+        },
+      );
       return {
-        request: (req) => session.request(req as { ID: string }),
+        request: (req) => {
+          stats.received();
+          session.request(req as { ID: string });
+        },
         end: () => void session.drained().then(() => out.end()),
-        close: () => undefined,
+        close: () => stats.closed(0),
       };
     },
   };

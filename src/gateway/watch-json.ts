@@ -3,6 +3,7 @@ import { fieldJson, toJson } from './json';
 import { WatchSession, type WatchContext, type WatchResponse } from '../api/watch';
 import { protoRoot } from '../proto';
 import type { StreamServer } from './json-stream';
+import { streamStats, type Metrics } from '../metrics';
 
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 const HEADER = WatchResponseType.fields.header;
@@ -21,22 +22,34 @@ export function watchResponseJson(res: WatchResponse): string {
   return `{${parts[0]}${id},${parts[1]}}`;
 }
 
-export function watchJson(ctx: WatchContext): StreamServer {
+export function watchJson(ctx: WatchContext, metrics: Metrics | null): StreamServer {
   return {
     open(out, meta) {
+      const stats = streamStats(metrics, 'etcdserverpb.Watch', 'Watch', meta.apiVersion);
+      metrics?.httpWatches.inc();
       const session = new WatchSession(
         ctx,
         {
-          send: (res) => out.send(watchResponseJson(res)),
+          send: (res) => {
+            stats.sent();
+            return out.send(watchResponseJson(res));
+          },
           writable: () => out.writable(),
         },
         meta,
       );
       out.onDrain(() => session.drained());
       return {
-        request: (req) => session.handle(req),
+        request: (req) => {
+          stats.received();
+          session.handle(req);
+        },
         end: () => undefined, // the watch stays open after the request body ends
-        close: () => session.close(),
+        close: () => {
+          stats.closed(0);
+          metrics?.httpWatches.dec();
+          session.close();
+        },
       };
     },
   };

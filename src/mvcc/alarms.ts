@@ -5,6 +5,7 @@
 // disarms the alarm.
 import { ErrNoSpace } from '../errors';
 import type { MvccStore } from './store';
+import { silentLogger, type Logger } from '../logger';
 
 export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
 export const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
@@ -30,6 +31,7 @@ export class Alarms {
     private readonly quotaBytes: number,
     private readonly memberId: () => string,
     private readonly refreshMs: number,
+    private readonly logger: Logger = silentLogger,
   ) {}
 
   async open(): Promise<void> {
@@ -45,10 +47,18 @@ export class Alarms {
   async refresh(): Promise<void> {
     const [doc, stats] = await Promise.all([this.store.driver.getDoc(DOC), this.store.driver.stats()]);
     this.size = stats.dbSize;
-    if (doc && doc.version !== this.version) {
-      this.alarms = doc.value as AlarmMember[];
-      this.version = doc.version;
-    }
+    if (doc && doc.version !== this.version) this.adopt(doc.value as AlarmMember[], doc.version);
+  }
+
+  /** Takes the shared list as it now is; logs what changed (on every instance, as each learns it). */
+  private adopt(list: AlarmMember[], version: number): void {
+    const key = (a: AlarmMember) => `${a.memberID}/${a.alarm}`;
+    const before = new Set(this.alarms.map(key));
+    const after = new Set(list.map(key));
+    for (const a of list) if (!before.has(key(a))) this.logger.warn('alarm raised', { alarm: alarmName(a), from: a.memberID });
+    for (const a of this.alarms) if (!after.has(key(a))) this.logger.info('alarm disarmed', { alarm: alarmName(a), from: a.memberID });
+    this.alarms = list;
+    this.version = version;
   }
 
   list(): AlarmMember[] {
@@ -95,8 +105,7 @@ export class Alarms {
         return { list, version, touched: [member] };
       },
     });
-    this.alarms = list;
-    this.version = version;
+    if (version !== this.version) this.adopt(list, version);
     return touched;
   }
 }

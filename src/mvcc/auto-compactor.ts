@@ -6,6 +6,7 @@
 // physical work is coordinated by the driver.
 import type { Retention } from '../config';
 import { ErrCompacted } from '../errors';
+import type { Logger } from '../logger';
 import type { MvccStore } from './store';
 
 const REVISION_CHECK_MS = 60_000;
@@ -19,7 +20,7 @@ export class AutoCompactor {
   constructor(
     private readonly store: MvccStore,
     private readonly retention: Retention,
-    private readonly log: (msg: string) => void,
+    private readonly logger: Logger,
     checkMs?: number,
   ) {
     this.checkMs = checkMs ?? (retention && 'ms' in retention ? Math.max(1000, retention.ms / 10) : REVISION_CHECK_MS);
@@ -57,10 +58,10 @@ export class AutoCompactor {
       }
       if (target <= Math.max(compactRevision, 0)) return null;
       await this.store.compact({ revision: target, physical: true });
-      this.log(`auto-compaction: compacted to revision ${target}`);
+      this.logger.info('finished auto-compaction', { 'compact-revision': target });
       return target;
     } catch (err) {
-      if (err !== ErrCompacted) this.log(`auto-compaction failed: ${(err as Error).message}`);
+      if (err !== ErrCompacted) this.logger.warn('auto-compaction failed', { error: (err as Error).message });
       return null;
     } finally {
       this.running = false;

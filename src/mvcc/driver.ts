@@ -196,9 +196,10 @@ export interface Driver {
   /**
    * Physically remove history that no read at or above `revision` needs: for
    * every key, all but its latest version at or below `revision`, and that one
-   * too when it is a deletion. Runs in bounded batches.
+   * too when it is a deletion. Runs in bounded batches. Returns how many
+   * versions it removed (as best the store can tell).
    */
-  compact(revision: number): Promise<void>;
+  compact(revision: number): Promise<number>;
   stats(): Promise<DriverStats>;
   /** The store's clock in ms. */
   now(): Promise<number>;

@@ -3,6 +3,7 @@
 // commit is announced to listeners (the watch hub) with its revision.
 import { EventEmitter } from 'node:events';
 import { ErrCompacted, ErrFutureRev } from '../errors';
+import type { Logger } from '../logger';
 import type { Driver } from './driver';
 import { executeRange } from './range';
 import {
@@ -20,7 +21,7 @@ import {
 } from './requests';
 import { applyDelete, applyPut, applyTxn, checkPutPreconditions, checkReads, checkWrites, decide } from './txn';
 import { checkDelete, checkDuplicates, checkKeyLength, checkPut, checkRange, checkTxn, checkTxnKeyLengths, isTxnReadOnly, writeBytes } from './validate';
-import { WriteBatcher, type WriteOp } from './write-batcher';
+import { WriteBatcher, type BatchObserver, type WriteOp } from './write-batcher';
 
 export interface StoreOptions {
   /** etcd's --max-txn-ops (default 128). */
@@ -29,6 +30,11 @@ export interface StoreOptions {
   maxBatch?: number;
   /** How long a write may wait before it answers `request timed out` (0: no limit). */
   requestTimeoutMs?: number;
+  logger?: Logger;
+  /** Told of write batches (metrics). */
+  batches?: BatchObserver;
+  /** Told of each physical compaction: how long it took and how many versions it removed. */
+  onCompacted?(ms: number, removed: number): void;
 }
 
 export interface StoreEvents {
@@ -48,7 +54,7 @@ export class MvccStore extends EventEmitter<StoreEvents> {
     private readonly opts: StoreOptions,
   ) {
     super();
-    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256, maxBytes: 2 << 20, timeoutMs: opts.requestTimeoutMs ?? 0 }, (rev) => {
+    this.batcher = new WriteBatcher(driver, { maxRequests: opts.maxBatch ?? 256, maxBytes: 2 << 20, timeoutMs: opts.requestTimeoutMs ?? 0, observer: opts.batches }, (rev) => {
       this.latest = Math.max(this.latest, rev);
       this.emit('commit', rev);
     });
@@ -64,11 +70,20 @@ export class MvccStore extends EventEmitter<StoreEvents> {
   /** Queue the physical part of a compaction (they run one at a time, in order). */
   private physicalCompaction(rev: number): Promise<void> {
     this.compacting = this.compacting
-      .then(() => this.driver.compact(rev))
+      .then(async () => {
+        const started = performance.now();
+        const removed = await this.driver.compact(rev);
+        this.opts.onCompacted?.(performance.now() - started, removed);
+      })
       .catch((err) => {
-        console.error(`compaction to revision ${rev} failed: ${err instanceof Error ? err.message : String(err)}`);
+        this.opts.logger?.warn('compaction failed', { 'compact-revision': rev, error: err instanceof Error ? err.message : String(err) });
       });
     return this.compacting;
+  }
+
+  /** Writes waiting for a batch. */
+  get pendingWrites(): number {
+    return this.batcher.pending;
   }
 
   /** The newest revision known to this process without asking the driver. */

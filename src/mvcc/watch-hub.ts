@@ -80,6 +80,8 @@ export class WatchHub {
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private lastError: unknown = null;
+  /** The store's revision at the last tail read. */
+  private head = 0;
 
   constructor(
     private readonly driver: Driver,
@@ -109,6 +111,18 @@ export class WatchHub {
 
   get watcherCount(): number {
     return this.state.size;
+  }
+
+  /** Watchers behind the hub: replaying history, or paused until their consumer drains (etcd's unsynced). */
+  get slowWatcherCount(): number {
+    let n = 0;
+    for (const s of this.state.values()) if (s === 'catching' || s === 'paused') n++;
+    return n;
+  }
+
+  /** Revisions committed (by any instance) that the tail had not read at its last read. */
+  get lag(): number {
+    return Math.max(0, this.head - this.position);
   }
 
   /** A storage error from the last tail read, if the tail is failing. */
@@ -162,6 +176,7 @@ export class WatchHub {
         for (;;) {
           const log = await this.driver.readLog(this.position, this.opts.batchRevisions);
           this.lastError = null;
+          this.head = log.revision;
           this.onRevision(log.revision);
           if (log.through <= this.position) break;
           if (log.compactRevision > this.position + 1) this.compactSynced(log.compactRevision);

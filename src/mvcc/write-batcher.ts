@@ -38,6 +38,13 @@ export interface BatchOptions {
    * deadlines are earlier, so no request waits longer than this.
    */
   timeoutMs?: number;
+  /** Told of each batch: how many requests it committed, or how many a storage fault failed. */
+  observer?: BatchObserver;
+}
+
+export interface BatchObserver {
+  committed(requests: number): void;
+  failed(requests: number): void;
 }
 
 export class WriteBatcher {
@@ -72,12 +79,18 @@ export class WriteBatcher {
     }
   }
 
+  /** Requests waiting for a batch. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
   /** Requests whose time ran out while they waited for earlier batches: answered, not started. */
   private expire(): void {
     const now = performance.now();
     if (this.queue.length === 0 || this.queue[0].deadline > now) return;
     const late = this.queue.filter((p) => p.deadline <= now);
     this.queue = this.queue.filter((p) => p.deadline > now);
+    this.opts.observer?.failed(late.length);
     for (const p of late) p.reject(new StorageTimeoutError('a write waiting for earlier ones'));
   }
 
@@ -123,9 +136,11 @@ export class WriteBatcher {
       }, Number.isFinite(deadline) ? { deadline } : undefined);
     } catch (err) {
       // Nothing of the batch was committed; drivers report faults as StorageUnavailableError.
+      this.opts.observer?.failed(batch.length);
       for (const p of batch) p.reject(err);
       return;
     }
+    this.opts.observer?.committed(batch.length);
     if (changed) this.onCommit(revision);
     batch.forEach((p, i) => (outcomes[i].ok ? p.resolve(outcomes[i].value) : p.reject(outcomes[i].value)));
   }

@@ -50,7 +50,7 @@ function http2ServersOf(server: grpc.Server): http2.Http2Server[] {
  * Puts the short road in front of grpc-js on every HTTP/2 server it has made
  * so far (call after createConnectionInjector). Returns how many it took over.
  */
-export function installFastUnary(server: grpc.Server, methods: Map<string, FastMethod>, maxReceiveBytes: number): number {
+export function installFastUnary(server: grpc.Server, methods: Map<string, FastMethod>, maxReceiveBytes: number, onSent?: (bytes: number) => void): number {
   let installed = 0;
   for (const h2 of http2ServersOf(server)) {
     const original = h2.listeners('stream') as StreamListener[];
@@ -64,7 +64,7 @@ export function installFastUnary(server: grpc.Server, methods: Map<string, FastM
         original[0].call(h2, stream, headers, flags);
         return;
       }
-      serveUnary(stream, headers, method, maxReceiveBytes);
+      serveUnary(stream, headers, method, maxReceiveBytes, onSent);
     });
     installed++;
   }
@@ -76,7 +76,7 @@ function header(headers: http2.IncomingHttpHeaders, name: string): string | unde
   return Array.isArray(v) ? v[0] : v;
 }
 
-function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: FastMethod, maxReceiveBytes: number): void {
+function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: FastMethod, maxReceiveBytes: number, onSent?: (bytes: number) => void): void {
   let done = false;
   let timer: NodeJS.Timeout | null = null;
   // No status can be sent on a stream that broke; its 'close' ends the call.
@@ -106,6 +106,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
       return;
     }
     if (!finish()) return;
+    onSent?.(body.length);
     const frame = Buffer.allocUnsafe(5 + body.length);
     frame[0] = 0;
     frame.writeUInt32BE(body.length, 1);
@@ -155,7 +156,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     // As grpc-js: whole messages count, a cut-off tail is ignored.
     if (body.messages === 0) return fail(STATUS_UNIMPLEMENTED, `Received no request message for server streaming method ${headers[':path']}`);
     const token = header(headers, 'token') ?? header(headers, 'authorization');
-    method.handler(req, { token }).then(reply, (err) => {
+    method.handler(req, { token, apiVersion: header(headers, 'client-api-version') }).then(reply, (err) => {
       const s = toStatus(err);
       fail(s.code, s.details);
     });

@@ -18,7 +18,8 @@ export interface GrpcServices {
 
 export function callMeta(metadata: grpc.Metadata): CallMeta {
   const token = metadata.get('token')[0] ?? metadata.get('authorization')[0];
-  return { token: token === undefined ? undefined : String(token) };
+  const version = metadata.get('client-api-version')[0];
+  return { token: token === undefined ? undefined : String(token), apiVersion: version === undefined ? undefined : String(version) };
 }
 
 /** Every service in proto/, by full name (the package definition also holds message types). */
@@ -28,9 +29,14 @@ function serviceDefinitions(): [string, grpc.ServiceDefinition][] {
     .map(([name, def]) => [name, def as grpc.ServiceDefinition]);
 }
 
-export function createGrpcServer(services: GrpcServices, options: grpc.ServerOptions): grpc.Server {
+/**
+ * The grpc-js server for the services. `onSent`, when given, is told the
+ * size of every answer grpc-js encodes (etcd's sent-bytes counter).
+ */
+export function createGrpcServer(services: GrpcServices, options: grpc.ServerOptions, onSent?: (bytes: number) => void): grpc.Server {
   const server = new grpc.Server(options);
-  for (const [serviceName, service] of serviceDefinitions()) {
+  for (const [serviceName, definition] of serviceDefinitions()) {
+    const service = onSent ? countingSent(definition, onSent) : definition;
     const handlers = services.unary[serviceName] ?? {};
     const impl: grpc.UntypedServiceImplementation = {};
     for (const [method, m] of Object.entries(service)) {
@@ -56,6 +62,21 @@ export function createGrpcServer(services: GrpcServices, options: grpc.ServerOpt
     server.addService(service, impl);
   }
   return server;
+}
+
+/** The service's methods with their answers counted as they are encoded. */
+function countingSent(service: grpc.ServiceDefinition, onSent: (bytes: number) => void): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(service).map(([name, m]) => {
+      const serialize = m.responseSerialize;
+      const responseSerialize = (res: unknown) => {
+        const bytes = serialize(res);
+        onSent(bytes.length);
+        return bytes;
+      };
+      return [name, { ...m, responseSerialize }];
+    }),
+  ) as grpc.ServiceDefinition;
 }
 
 /** The unary methods that have a handler, by HTTP/2 path, for the short road (grpc-fast-unary.ts). */

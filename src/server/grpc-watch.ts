@@ -6,6 +6,7 @@ import { WatchSession, type WatchContext, type WatchResponse } from '../api/watc
 import { PRE_ENCODED, protoRoot } from '../proto';
 import { batchedWriter } from './grpc-batched-writer';
 import { callMeta, type StreamHandler } from './grpc-server';
+import { streamStats, type Metrics } from '../metrics';
 
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 
@@ -32,25 +33,35 @@ export function encodeWatchResponse(res: WatchResponse): Buffer {
   return res.watch_id === '0' ? shared : Buffer.concat([shared, watchIdField(res.watch_id!)]);
 }
 
-export function watchStream(ctx: WatchContext): StreamHandler {
+export function watchStream(ctx: WatchContext, metrics: Metrics | null): StreamHandler {
   return (rawCall) => {
     const call = rawCall as grpc.ServerDuplexStream<any, any>;
+    const meta = callMeta(call.metadata);
+    const stats = streamStats(metrics, 'etcdserverpb.Watch', 'Watch', meta.apiVersion);
     const window = new SendWindow(GRPC_WATCH_WINDOW_BYTES, () => session.drained());
     const batched = batchedWriter(call);
     const session = new WatchSession(ctx, {
       send: (res) => {
         const encoded = encodeWatchResponse(res);
+        stats.sent(encoded.length);
         if (batched) batched.write(encoded, window.add(encoded.length));
         else call.write({ [PRE_ENCODED]: encoded }, window.add(encoded.length));
         return window.open;
       },
       writable: () => window.open && !call.destroyed,
-    }, callMeta(call.metadata));
-    call.on('data', (req) => session.handle(req));
+    }, meta);
+    call.on('data', (req) => {
+      stats.received();
+      session.handle(req);
+    });
     // A half-closed request stream keeps the watch open, as in etcd.
     call.on('end', () => undefined);
-    call.on('error', () => session.close());
-    call.on('cancelled', () => session.close());
-    call.on('close', () => session.close());
+    const closed = (code: number) => {
+      stats.closed(code);
+      session.close();
+    };
+    call.on('error', () => closed(14));
+    call.on('cancelled', () => closed(1));
+    call.on('close', () => closed(0));
   };
 }

@@ -2,6 +2,7 @@
 // URL (gRPC and HTTP/JSON share each port), and shut everything down cleanly.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { ApiContext, ServiceHandlers } from '../api/context';
@@ -14,11 +15,11 @@ import { memberIdentity, stableId, type Identity } from '../api/identity';
 import { checkRequestSize, kvService } from '../api/kv';
 import { maintenanceService, SNAPSHOT_UNSUPPORTED } from '../api/maintenance';
 import type { WatchContext } from '../api/watch';
-import { parseClientUrl, retentionOf, type Config } from '../config';
+import { ConfigError, parseClientUrl, retentionOf, type Config } from '../config';
 import { createGateway } from '../gateway/gateway';
 import { keepAliveJson } from '../gateway/keepalive-json';
 import { watchJson } from '../gateway/watch-json';
-import { Alarms } from '../mvcc/alarms';
+import { Alarms, AlarmType } from '../mvcc/alarms';
 import { AuthStore, type AuthInfo } from '../mvcc/auth-store';
 import { Lessor } from '../mvcc/lessor';
 import { AutoCompactor } from '../mvcc/auto-compactor';
@@ -35,6 +36,11 @@ import { goStatusText, unimplemented } from '../errors';
 import type * as grpcTypes from '@grpc/grpc-js';
 import { healthStreams, healthService } from './health';
 import { createListener, type TlsFiles } from './listener';
+import { instrumentUnary } from './instrument';
+import { Telemetry } from './telemetry';
+import { createOpsApp } from '../gateway/gateway';
+import type { OpsDeps } from '../gateway/ops';
+import { silentLogger, type Logger } from '../logger';
 
 /** gRPC may carry this much more than --max-request-bytes before refusing a message outright (as etcd). */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -49,6 +55,9 @@ const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 export class EtcdAdapterServer {
   /** The URLs actually served (a port of 0 replaced by the bound port). */
   readonly urls: string[] = [];
+  /** The --listen-metrics-urls actually served. */
+  readonly metricsUrls: string[] = [];
+  private telemetry: Telemetry | null = null;
   readonly identity: Identity;
   private readonly listeners: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
@@ -65,13 +74,16 @@ export class EtcdAdapterServer {
   private fastMethods = new Map<string, FastMethod>();
   private closing: Promise<void> | null = null;
 
-  constructor(readonly config: Config) {
+  constructor(
+    readonly config: Config,
+    readonly logger: Logger = silentLogger,
+  ) {
     // Filled in once the ports are bound: the member id covers the advertised URLs.
     this.identity = { clusterId: '0', memberId: '0', name: config.name, clientUrls: [] };
   }
 
-  static async start(config: Config): Promise<EtcdAdapterServer> {
-    const server = new EtcdAdapterServer(config);
+  static async start(config: Config, logger?: Logger): Promise<EtcdAdapterServer> {
+    const server = new EtcdAdapterServer(config, logger);
     try {
       await server.open();
     } catch (err) {
@@ -84,24 +96,41 @@ export class EtcdAdapterServer {
   private async open(): Promise<void> {
     const { config } = this;
     allowTxnNesting(config.maxTxnOps);
-    const driver = createDriver(config.backend, { dataDir: config.dataDir, readCacheBytes: config.readCacheBytes, readLeaseMs: config.readLease, log });
+    const { logger } = this;
+    const telemetry = (this.telemetry = new Telemetry(logger, config.metrics !== 'off'));
+    const driver = createDriver(config.backend, {
+      dataDir: config.dataDir,
+      readCacheBytes: config.readCacheBytes,
+      readLeaseMs: config.readLease,
+      logger,
+      sqlObserver: telemetry.sql,
+      onCachedRead: telemetry.metrics ? (hit) => telemetry.cachedRead(hit) : undefined,
+    });
     await driver.open();
-    const store = (this.store = new MvccStore(driver, { maxTxnOps: config.maxTxnOps, requestTimeoutMs: REQUEST_TIMEOUT_MS }));
+    const store = (this.store = new MvccStore(driver, {
+      maxTxnOps: config.maxTxnOps,
+      requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      logger,
+      batches: telemetry.batches,
+      onCompacted: (ms, removed) => telemetry.compacted(ms, removed),
+    }));
     await store.open();
     // Other instances may write to a shared database: poll its log. Memory is this process's alone.
     const pollIntervalMs = driver.kind === 'memory' ? 0 : config.pollInterval;
     const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8 }, (rev) => store.observe(rev)));
     await hub.start();
     store.on('commit', () => hub.wake());
-    this.compactor = new AutoCompactor(store, retentionOf(config), (msg) => log(msg), config.autoCompactionCheckMs);
+    this.compactor = new AutoCompactor(store, retentionOf(config), logger, config.autoCompactionCheckMs);
     this.compactor.start();
     const lessor = (this.lessor = new Lessor(store));
-    lessor.start((err) => log(`lease expiry failed: ${(err as Error).message}`));
+    lessor.start((err) => logger.warn('lease expiry failed', { error: (err as Error).message }));
     const auth = (this.auth = new AuthStore(store, { tokenTtlSeconds: config.authTokenTtl, refreshMs: pollIntervalMs }));
     await auth.open();
     const quota = config.quotaBackendBytes > 0 ? config.quotaBackendBytes : 2 * 1024 ** 3;
-    const alarms = (this.alarms = new Alarms(store, quota, () => this.identity.memberId, 5000));
+    const alarms = (this.alarms = new Alarms(store, quota, () => this.identity.memberId, 5000, logger));
     await alarms.open();
+    telemetry.attach({ driver, store, hub, alarms, quotaBytes: quota });
+    const metrics = telemetry.metrics;
 
     const api: ApiContext = { store, identity: this.identity, limits: { maxRequestBytes: config.maxRequestBytes } };
     const watch: WatchContext = {
@@ -111,6 +140,7 @@ export class EtcdAdapterServer {
       fragmentBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       progressIntervalMs: config.watchProgressNotifyInterval,
       sizeOf: (res) => messageSize(WatchResponseType, res as unknown as Record<string, unknown>),
+      onEvents: metrics ? (n) => telemetry.events(n) : undefined,
       permit: (range, meta) => {
         // back to etcd's request form: no end = one key, "\0" = no upper bound
         const end = range.end === null ? null : range.end.length === 0 ? Buffer.from([0]) : range.end;
@@ -127,7 +157,7 @@ export class EtcdAdapterServer {
         }
       },
     };
-    const unary: Record<string, ServiceHandlers> = {
+    const guarded: Record<string, ServiceHandlers> = {
       'etcdserverpb.KV': guard(withQuota(kvService(api), alarms, KV_COSTS), kvPolicies(auth, lessor, config.maxTxnOps, (req) => checkRequestSize(api, req)), auth),
       'etcdserverpb.Lease': guard(withQuota(leaseService(api, lessor), alarms, LEASE_COSTS), leasePolicies(auth, lessor), auth),
       'etcdserverpb.Maintenance': guard(maintenanceService(api, alarms), maintenancePolicies(auth, ['Defragment', 'Hash', 'HashKV', 'MoveLeader', 'Downgrade']), auth),
@@ -135,6 +165,7 @@ export class EtcdAdapterServer {
       'etcdserverpb.Auth': guard(authService(api, auth), authPolicies(auth), auth),
       'grpc.health.v1.Health': healthService(),
     };
+    const unary = instrumentUnary(guarded, { metrics, logger, slowMs: config.warningApplyDuration });
     const snapshot = unimplemented(SNAPSHOT_UNSUPPORTED);
 
     this.fastMethods = fastUnaryMethods(unary);
@@ -143,8 +174,8 @@ export class EtcdAdapterServer {
         unary,
         streams: {
           ...healthStreams(),
-          'etcdserverpb.Watch/Watch': watchStream(watch),
-          'etcdserverpb.Lease/LeaseKeepAlive': keepAliveStream(api, lessor),
+          'etcdserverpb.Watch/Watch': watchStream(watch, metrics),
+          'etcdserverpb.Lease/LeaseKeepAlive': keepAliveStream(api, lessor, metrics),
           'etcdserverpb.Maintenance/Snapshot': (call) => void (call as grpcTypes.ServerWritableStream<unknown, unknown>).emit('error', { code: snapshot.code, details: snapshot.message }),
         },
       },
@@ -155,41 +186,95 @@ export class EtcdAdapterServer {
         // Per-call statistics nobody reads here; they cost CPU on every call.
         'grpc.enable_channelz': 0,
       },
+      metrics ? (bytes) => metrics.grpcSentBytes.inc(bytes) : undefined,
     );
     const gateway = createGateway({
       unary,
       streams: {
-        'etcdserverpb.Watch/Watch': watchJson(watch),
-        'etcdserverpb.Lease/LeaseKeepAlive': keepAliveJson(api, lessor),
+        'etcdserverpb.Watch/Watch': watchJson(watch, metrics),
+        'etcdserverpb.Lease/LeaseKeepAlive': keepAliveJson(api, lessor, metrics),
         'etcdserverpb.Maintenance/Snapshot': { open: (out) => (out.fail(snapshot), { request: () => undefined, end: () => undefined, close: () => undefined }) },
       },
       maxRequestBytes: config.maxRequestBytes,
       maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-      unhealthy: async () => {
-        // A database known to be failing answers at once; else one read, given a second (as etcd's /health).
-        const failing = driver.failing?.();
-        if (failing) return failing;
-        await withTimeout(store.revisions(), HEALTH_TIMEOUT_MS, 'etcdserver: request timed out');
-        return alarms.healthReason();
-      },
+      ops: this.opsDeps(),
     });
     this.httpServer = http.createServer({ keepAliveTimeout: HTTP_KEEPALIVE_MS, requestTimeout: 0 }, gateway);
 
-    const bound = await this.listen(loadTls(config));
+    const tlsFiles = loadTls(config);
+    const bound = await this.listen(tlsFiles);
+    this.metricsUrls.push(...(await this.listenMetrics(tlsFiles)));
     const advertised = config.advertiseClientUrls === config.listenClientUrls ? bound : config.advertiseClientUrls;
     const clusterId = driver.clusterId ?? stableId(`cluster:${driver.kind}:${config.name}`);
     Object.assign(this.identity, memberIdentity(clusterId, config.name, advertised));
     this.urls.push(...bound);
-    // Say we are alive, for the member lists of every instance on this store.
-    const beat = () => driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls }).catch(() => undefined);
+    // Say we are alive, for the member lists of every instance on this store; tell who came and went.
+    const beat = async () => {
+      await driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls }).catch(() => undefined);
+      await telemetry.watchMembers(this.identity.memberId);
+    };
     await beat();
     this.heartbeat = setInterval(beat, 2000);
     this.heartbeat.unref();
   }
 
+  /**
+   * /version, /health, /livez, /readyz, /metrics. /health and /readyz ask the
+   * database (at once "failing" when it is known to be: its last answer was a
+   * fault or came too late; else one read, given a second, as etcd's /health);
+   * /livez asks nothing of it.
+   */
+  private opsDeps(): OpsDeps {
+    const { store, hub, alarms } = this;
+    const driver = store!.driver;
+    const linearizable = async () => {
+      const failing = driver.failing?.();
+      if (failing) return failing;
+      await withTimeout(store!.revisions(), HEALTH_TIMEOUT_MS, 'etcdserver: request timed out');
+      return null;
+    };
+    const metrics = this.telemetry?.metrics;
+    return {
+      unhealthy: async () => (await linearizable()) ?? alarms!.healthReason(),
+      livez: [['serving', async () => (this.closing ? 'shutting down' : null)]],
+      readyz: [
+        ['data_corruption', async () => (alarms!.list().some((a) => a.alarm === AlarmType.CORRUPT) ? 'alarm CORRUPT' : null)],
+        ['linearizable_read', linearizable],
+        ['log_tail', async () => (hub!.error ? `the log tail cannot read: ${(hub!.error as Error).message ?? String(hub!.error)}` : null)],
+      ],
+      metrics: metrics ? () => metrics.text() : undefined,
+    };
+  }
+
+  /** --listen-metrics-urls: the operators' paths alone, on their own ports. */
+  private async listenMetrics(tlsFiles: TlsFiles | null): Promise<string[]> {
+    if (this.config.listenMetricsUrls.length === 0) return [];
+    const app = createOpsApp(this.opsDeps());
+    const urls: string[] = [];
+    for (const raw of this.config.listenMetricsUrls) {
+      const u = parseClientUrl(raw, '--listen-metrics-urls');
+      if (u.tls && !tlsFiles) throw new ConfigError('https:// --listen-metrics-urls need --cert-file and --key-file');
+      const server = u.tls ? https.createServer({ cert: tlsFiles!.cert, key: tlsFiles!.key }, app) : http.createServer(app);
+      server.on('connection', (s: net.Socket) => this.track(s));
+      server.on('secureConnection', (s: net.Socket) => this.track(s));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(u.port, u.host, () => {
+          server.removeListener('error', reject);
+          resolve();
+        });
+      });
+      this.listeners.push(server);
+      const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+      urls.push(`${u.tls ? 'https' : 'http'}://${host}:${(server.address() as net.AddressInfo).port}`);
+    }
+    return urls;
+  }
+
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
     const injector = this.grpcServer!.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-    installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES) > 0;
+    const metrics = this.telemetry?.metrics;
+    installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES, metrics ? (bytes) => metrics.grpcSentBytes.inc(bytes) : undefined);
     const httpServer = this.httpServer!;
     const urls: string[] = [];
     for (const raw of this.config.listenClientUrls) {
@@ -247,9 +332,6 @@ export class EtcdAdapterServer {
   }
 }
 
-export function log(msg: string): void {
-  process.stderr.write(`${new Date().toISOString()} etcd-adapter: ${msg}\n`);
-}
 
 function loadTls(config: Config): TlsFiles | null {
   if (!config.certFile || !config.keyFile) return null;

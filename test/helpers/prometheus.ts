@@ -1,0 +1,43 @@
+// Scraping /metrics with a Prometheus text-format parser, for tests.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const parse = require('parse-prometheus-text-format') as (text: string) => Family[];
+
+export interface Sample {
+  value?: string;
+  labels?: Record<string, string>;
+  buckets?: Record<string, string>;
+  count?: string;
+  sum?: string;
+}
+
+export interface Family {
+  name: string;
+  help: string;
+  type: 'COUNTER' | 'GAUGE' | 'HISTOGRAM' | 'SUMMARY' | 'UNTYPED';
+  metrics: Sample[];
+}
+
+export async function scrape(url: string): Promise<Map<string, Family>> {
+  const res = await fetch(`${url}/metrics`);
+  if (res.status !== 200) throw new Error(`GET ${url}/metrics: ${res.status}`);
+  return new Map(parse(await res.text()).map((f) => [f.name, f]));
+}
+
+/** The sum of a family's samples whose labels include `match` (a counter's or gauge's value; a histogram's count). */
+export function value(families: Map<string, Family>, name: string, match: Record<string, string> = {}): number {
+  const f = families.get(name);
+  if (!f) return NaN;
+  let total = 0;
+  for (const m of f.metrics) {
+    if (!Object.entries(match).every(([k, v]) => m.labels?.[k] === v)) continue;
+    total += Number(m.value ?? m.count ?? 0);
+  }
+  return total;
+}
+
+/** The label names a family's samples carry (histograms' `le` aside). */
+export function labelNames(f: Family): string[] {
+  const names = new Set<string>();
+  for (const m of f.metrics) for (const k of Object.keys(m.labels ?? {})) if (k !== 'le') names.add(k);
+  return [...names].sort();
+}
