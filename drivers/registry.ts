@@ -20,7 +20,10 @@ import type { SqlObserver } from './sql/sql-client';
 import { ReadCachedDriver } from './read-cache';
 import { silentLogger, type Logger } from '../src/logger';
 
+/** The backend cannot be used (exit status 1). */
 export class BackendError extends Error {}
+/** The --backend value itself is wrong: its shape, its scheme (exit status 2, as any bad flag value). */
+export class BackendUrlError extends BackendError {}
 
 export interface BackendOptions {
   /** Told of SQL work: timings, errors, the database lost and back. */
@@ -44,10 +47,23 @@ function cached(driver: Driver, opts: BackendOptions): Driver {
   return new ReadCachedDriver(driver, { maxBytes: bytes, readLeaseMs: opts.readLeaseMs ?? 0, leaseStore, logger: opts.logger, onRead: opts.onCachedRead });
 }
 
-/** A backend URL fit for logs: the password replaced. */
+/**
+ * A backend URL fit for logs: the password replaced. The user info ends at
+ * the last "@", so that a password with a raw "@", "/" or "#" in it (which
+ * URL parsers split elsewhere) is hidden whole.
+ */
 export function redact(backend: string): string {
-  return backend.replace(/^([a-z0-9+]+:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+  const m = /^([a-z0-9+]+:\/\/)(.*)$/is.exec(backend);
+  if (!m) return backend;
+  const rest = m[2];
+  const at = rest.lastIndexOf('@');
+  const colon = rest.indexOf(':');
+  if (at < 0 || colon < 0 || colon > at) return backend;
+  return `${m[1]}${rest.slice(0, colon)}:***@${rest.slice(at + 1)}`;
 }
+
+/** Characters a password must percent-encode in a URL, as a hint. */
+const ENCODE_HINT = 'percent-encode these characters in the user and password: @ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25';
 
 export function defaultBackend(dataDir: string): string {
   return `sqlite://${path.resolve(dataDir, 'state.db')}`;
@@ -72,15 +88,25 @@ export function createDriver(backend: string, opts: BackendOptions): Driver {
     case 'tidb':
       return cached(mysqlDriver(backend, true, opts.sqlObserver), opts);
     default:
-      throw new BackendError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db or tidb://user:pass@host:4000/db`);
+      throw new BackendUrlError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db or tidb://user:pass@host:4000/db`);
+  }
+}
+
+/** The file of a sqlite:// URL, percent-decoded as a URL's path is (%20 is a space). */
+export function sqliteFile(backend: string): string {
+  const raw = backend.replace(/^sqlite:(\/\/)?/i, '');
+  if (!raw) throw new BackendUrlError(`bad backend "${backend}": give the SQLite file, as sqlite:///path/state.db`);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new BackendUrlError(`bad backend "${backend}": a "%" must start an escape such as %20 (write a "%" itself as %25)`);
   }
 }
 
 function sqliteDriver(backend: string, warn: (msg: string) => void, observer?: SqlObserver): Driver {
-  const file = backend.replace(/^sqlite:(\/\/)?/i, '');
-  if (!file) throw new BackendError(`bad backend "${backend}": give the SQLite file, as sqlite:///path/state.db`);
+  const file = sqliteFile(backend);
   const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir)) throw new BackendError(`bad backend "${backend}": the directory ${dir} does not exist`);
+  if (!fs.existsSync(dir)) throw new BackendError(`cannot use the SQLite database ${file}: the directory ${dir} does not exist`);
   let client: SqliteClient;
   try {
     privateSqliteFiles(file, warn);
@@ -92,20 +118,33 @@ function sqliteDriver(backend: string, warn: (msg: string) => void, observer?: S
 }
 
 export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
+  const shape = `${tidb ? 'tidb' : 'mysql'}://user:password@host:port/database`;
+  // more than one "@" before the path: a password with a raw "@" (or "/" or "#")
+  const afterScheme = backend.replace(/^[a-z0-9+]+:\/\//i, '');
+  if ((afterScheme.match(/@/g) ?? []).length > 1) throw new BackendUrlError(`bad backend URL "${redact(backend)}": more than one "@"; ${ENCODE_HINT}`);
   let u: URL;
   try {
     u = new URL(backend);
   } catch {
-    throw new BackendError(`bad backend URL "${redact(backend)}": expected ${tidb ? 'tidb' : 'mysql'}://user:password@host:port/database`);
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": expected ${shape}; ${ENCODE_HINT}`);
   }
-  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (!u.hostname) throw new BackendError(`bad backend URL "${redact(backend)}": no host`);
-  if (!database || database.includes('/')) throw new BackendError(`bad backend URL "${redact(backend)}": name the database after the host, as ${u.protocol}//user:password@${u.host}/etcd`);
+  let database: string;
+  let user: string;
+  let password: string;
+  try {
+    database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+    user = decodeURIComponent(u.username || 'root');
+    password = decodeURIComponent(u.password);
+  } catch {
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": a "%" must start an escape such as %40; ${ENCODE_HINT}`);
+  }
+  if (!u.hostname) throw new BackendUrlError(`bad backend URL "${redact(backend)}": no host`);
+  if (!database || database.includes('/')) throw new BackendUrlError(`bad backend URL "${redact(backend)}": name the database after the host, as ${u.protocol}//user:password@${u.host}/etcd`);
   return {
     host: u.hostname,
     port: u.port ? Number(u.port) : tidb ? 4000 : 3306,
-    user: decodeURIComponent(u.username || 'root'),
-    password: decodeURIComponent(u.password),
+    user,
+    password,
     database,
     tidb,
     params: Object.fromEntries(u.searchParams),
@@ -143,7 +182,7 @@ function openErrors(driver: SqlDriver, where: string, target?: MysqlTarget): Dri
 function describeOpenError(err: unknown, where: string, target?: MysqlTarget): string {
   const e = (err as { cause?: unknown }).cause ?? err;
   const code = (e as { code?: string }).code;
-  const message = (e as Error).message ?? String(e);
+  const message = (e as Error).message ?? code ?? String(e);
   switch (code) {
     case 'ECONNREFUSED':
       return `cannot connect to ${where}: connection refused (is the server running?)`;

@@ -3,7 +3,7 @@ import { ConfigError, parseArgs, usage } from './config';
 import { SERVER_VERSION } from './api/identity';
 import { EtcdAdapterServer } from './server/server';
 import { createLogger } from './logger';
-import { BackendError, defaultBackend, redact } from '../drivers/registry';
+import { BackendError, BackendUrlError, defaultBackend, redact } from '../drivers/registry';
 
 export async function main(argv: string[]): Promise<void> {
   let parsed;
@@ -43,7 +43,8 @@ export async function main(argv: string[]): Promise<void> {
     logger.error(`cannot start: ${message}`);
     process.stderr.write(`etcd-adapter: cannot start: ${message}\n`);
     if (!known && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
-    process.exit(1);
+    // a bad --backend value is a bad flag value: 2, as for any other flag
+    process.exit(err instanceof BackendUrlError ? 2 : 1);
   }
   const backend = config.backend || defaultBackend(config.dataDir);
   logger.info('serving the etcd API', {

@@ -12,6 +12,9 @@ export interface Config {
   dataDir: string;
   listenClientUrls: string[];
   advertiseClientUrls: string[];
+  /** Peer URLs shown in the member list (nothing listens on them: there is no peer traffic). */
+  initialAdvertisePeerUrls: string[];
+  listenPeerUrls: string[];
   backend: string;
   maxRequestBytes: number;
   maxTxnOps: number;
@@ -76,6 +79,20 @@ export const FLAGS: Flag[] = [
     kind: 'urls',
     def: '',
     help: 'Comma-separated client URLs to advertise in the member list (default: the listen URLs).',
+  },
+  {
+    name: 'initial-advertise-peer-urls',
+    key: 'initialAdvertisePeerUrls',
+    kind: 'urls',
+    def: '',
+    help: 'Peer URLs to show in the member list (default: --listen-peer-urls, else the advertised client URLs). There is no peer traffic: nothing listens on them.',
+  },
+  {
+    name: 'listen-peer-urls',
+    key: 'listenPeerUrls',
+    kind: 'urls',
+    def: '',
+    help: "Accepted for etcd's configurations; shown as the peer URLs when --initial-advertise-peer-urls is not given. Nothing listens on them.",
   },
   {
     name: 'backend',

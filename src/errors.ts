@@ -97,6 +97,11 @@ export class StorageTimeoutError extends StorageUnavailableError {
 
 function describe(err: unknown): string {
   if (err instanceof Error) return (err as { code?: string }).code ?? err.message;
+  // an error that crossed a thread arrives as a plain object
+  if (err && typeof err === 'object') {
+    const { code, message } = err as { code?: unknown; message?: unknown };
+    if (code !== undefined || message !== undefined) return String(code ?? message);
+  }
   return String(err);
 }
 

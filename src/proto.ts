@@ -35,7 +35,9 @@ export function requestSize(req: object): number {
 }
 
 export function setRequestSize(req: object, size: number): void {
-  Object.defineProperty(req, REQUEST_SIZE, { value: size, enumerable: false });
+  // a plain store, not defineProperty (which takes V8's slow path on every request);
+  // symbol keys stay out of Object.keys, for-in and JSON
+  (req as { [REQUEST_SIZE]?: number })[REQUEST_SIZE] = size;
 }
 
 /**

@@ -304,6 +304,26 @@ describe('auth matrix against etcd 3.4: every RPC and gateway path x every kind 
     assert.deepEqual(mismatches.splice(0), []);
   });
 
+  it('a token in use stays valid past --auth-token-ttl (2 s), over gRPC and HTTP, as etcd\'s simple tokens do', async () => {
+    // the scenario is time passing: a token used every half second for three TTLs
+    const fresh = async (side: Side) => (await side.client.call(side.client.auth, 'Authenticate', { name: 'rw', password: USERS.rw })).token as string;
+    const tokens = { etcd: await fresh(short.etcd), ours: await fresh(short.ours) };
+    const seen = { etcd: new Set<Outcome>(), ours: new Set<Outcome>() };
+    const started = Date.now();
+    while (Date.now() - started < 3 * 2000) {
+      for (const side of ['etcd', 'ours'] as const) {
+        const md = new grpc.Metadata();
+        md.set('token', tokens[side]);
+        const c = short[side].client;
+        seen[side].add(await grpcOutcome(c.call(c.kv, 'Range', { key: Buffer.from('m/a') }, md)));
+        seen[side].add(await httpOutcome(short[side].url, '/kv/range', { key: Buffer.from('m/a') }, tokens[side]));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.deepEqual([...seen.etcd], ['ok'], 'etcd: never refused');
+    assert.deepEqual([...seen.ours], ['ok'], 'ours: never refused');
+  });
+
   it('auth disable, then enable: tokens issued before are refused', async () => {
     for (const side of [sides.etcd, sides.ours]) {
       const c = side.client;

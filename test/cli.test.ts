@@ -56,8 +56,54 @@ describe('command line', () => {
     const missing = run(['--name']);
     assert.equal(missing.status, 2);
     const backend = run(['--backend', 'cassandra://x', '--listen-client-urls', 'http://127.0.0.1:0']);
-    assert.equal(backend.status, 1);
+    assert.equal(backend.status, 2, 'an unknown backend scheme is a bad value');
     assert.match(backend.stderr, /unknown backend "cassandra:\/\/x"/);
+  });
+
+  it('a MySQL password with a raw "@", "/" or "#" is refused with the way to write it, and never printed', () => {
+    for (const password of ['Pq7@Zx9:Kwq/Rdx#Vb1', 'Se9@Cr8@Et7', 'Sl4/Ash#Fr9']) {
+      const r = run(['--backend', `mysql://user:${password}@127.0.0.1:1/db`, '--listen-client-urls', 'http://127.0.0.1:0', '--log-level', 'debug']);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /bad backend URL "mysql:\/\/user:\*\*\*@127\.0\.0\.1:1\/db": .*percent-encode .*@ as %40/);
+      for (const part of password.split(/[@/#:]/)) assert.ok(!r.stderr.includes(part), `"${part}" of the password is not printed: ${r.stderr}`);
+    }
+  });
+
+  it('SQLite files it cannot use are named with the reason (not a database, no permission)', () => {
+    const dir = scratchDir();
+    const garbage = path.join(dir, 'garbage.db');
+    fs.writeFileSync(garbage, 'this is not a SQLite database, it is text that is long enough to be read as a header\n'.repeat(4), { mode: 0o600 });
+    const notDb = run(['--backend', `sqlite://${garbage}`, '--listen-client-urls', 'http://127.0.0.1:0']);
+    assert.equal(notDb.status, 1);
+    assert.match(notDb.stderr, /cannot use the SQLite database .*garbage\.db: file is not a database\n/);
+    assert.doesNotMatch(notDb.stderr, /object Object/);
+
+    // permissions: as an unprivileged user (root reads and writes anything)
+    const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const readOnlyDir = path.join(dir, 'read-only');
+    fs.mkdirSync(readOnlyDir, { mode: 0o555 });
+    const lockedFile = path.join(dir, 'locked');
+    fs.mkdirSync(lockedFile, { mode: 0o777 });
+    fs.chmodSync(lockedFile, 0o777);
+    fs.writeFileSync(path.join(lockedFile, 'state.db'), '', { mode: 0o444 });
+    fs.chmodSync(dir, 0o755);
+    for (const file of [path.join(readOnlyDir, 'state.db'), path.join(lockedFile, 'state.db')]) {
+      const r = spawnSync(process.execPath, [BIN, '--backend', `sqlite://${file}`, '--listen-client-urls', 'http://127.0.0.1:0'], { cwd: os.tmpdir(), env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20000, ...asUser });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot (open|use) the SQLite database ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*(EACCES|EPERM|permission denied|readonly)`, 'i'));
+      assert.doesNotMatch(r.stderr, /object Object/);
+    }
+  });
+
+  it('sqlite:// paths are percent-decoded as URLs are (%20 is a space)', async () => {
+    const dir = path.join(scratchDir(), 'my dir');
+    fs.mkdirSync(dir);
+    const port = await freePort();
+    const s = await serve(['--backend', `sqlite://${dir.replace(/ /g, '%20')}/state.db`, '--listen-client-urls', `http://127.0.0.1:${port}`]);
+    await waitFor('the server', async () => ((await etcdctl(`127.0.0.1:${port}`, ['endpoint', 'health'])).code === 0 ? true : undefined));
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exit, 0);
+    assert.ok(fs.existsSync(path.join(dir, 'state.db')), 'the file is in "my dir"');
   });
 
   it('takes flags from ETCD_* environment variables, serves etcdctl, and stops on SIGTERM', async () => {

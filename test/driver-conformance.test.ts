@@ -262,11 +262,14 @@ for (const factory of driverFactories()) {
         await tx.apply(set({ revision: 1, docs: [{ name: 'auth', doc: { version: 2, value: { enabled: false } } }] }));
       });
       assert.deepEqual(await d.getDoc('auth'), { version: 2, value: { enabled: false } });
-      await d.heartbeat({ id: '42', name: 'one', clientUrls: ['http://127.0.0.1:2379'] });
-      await d.heartbeat({ id: '43', name: 'two', clientUrls: ['http://127.0.0.1:2380'] });
-      await d.heartbeat({ id: '42', name: 'one', clientUrls: ['http://127.0.0.1:2379'] });
+      await d.heartbeat({ id: '42', name: 'one', clientUrls: ['http://127.0.0.1:2379'], peerUrls: [] });
+      await d.heartbeat({ id: '43', name: 'two', clientUrls: ['http://127.0.0.1:2380'], peerUrls: ['http://10.0.0.2:2380'] });
+      await d.heartbeat({ id: '42', name: 'one', clientUrls: ['http://127.0.0.1:2379'], peerUrls: ['http://10.0.0.1:2380', 'https://one:2380'] });
       const members = await d.members(60_000);
-      assert.deepEqual(members.map((m) => [m.id, m.name, m.clientUrls]).sort(), [['42', 'one', ['http://127.0.0.1:2379']], ['43', 'two', ['http://127.0.0.1:2380']]]);
+      assert.deepEqual(members.map((m) => [m.id, m.name, m.clientUrls, m.peerUrls]).sort(), [
+        ['42', 'one', ['http://127.0.0.1:2379'], ['http://10.0.0.1:2380', 'https://one:2380']],
+        ['43', 'two', ['http://127.0.0.1:2380'], ['http://10.0.0.2:2380']],
+      ]);
     });
 
     it('stats report a size that grows with data', async () => {

@@ -37,6 +37,16 @@ for (const backend of backendsUnderTest()) {
       return o;
     }
 
+    it('endpoint status of the empty store: dbSize is there, as etcd never reports 0', async () => {
+      const sizes = async (endpoint: string) => {
+        const [st] = parseJsonBig((await etcdctl(endpoint, ['endpoint', 'status', '-w', 'json'])).stdout);
+        return [st.Status.dbSize, st.Status.dbSizeInUse].map(Number);
+      };
+      for (const [size, inUse] of [await sizes(etcd.endpoint), await sizes(ours.endpoint)]) {
+        assert.ok(size > 0 && inUse > 0, `dbSize ${size}, dbSizeInUse ${inUse}`);
+      }
+    });
+
     it('put, get and del with their flags', async () => {
       await both(['put', 'foo', 'bar', '-w', 'json']);
       await both(['put', 'foo', 'baz', '--prev-kv', '-w', 'json']);
@@ -87,6 +97,10 @@ for (const backend of backendsUnderTest()) {
       const o = await both(['member', 'list', '-w', 'json'], { ignore: ['ID', 'name', 'peerURLs', 'clientURLs'] });
       const members = parseJsonBig(o.stdout).members;
       assert.deepEqual(members[0].clientURLs, [ours.url]);
+      // the same fields as etcd's (clients such as etcd3gw read peerURLs); ours are the client URLs by default
+      const shape = (out: string) => parseJsonBig(out).members.map((m: object) => Object.keys(m).sort());
+      assert.deepEqual(shape(o.stdout), shape((await etcdctl(etcd.endpoint, ['member', 'list', '-w', 'json'])).stdout));
+      assert.deepEqual(members[0].peerURLs, [ours.url]);
       const table = await etcdctl(ours.endpoint, ['endpoint', 'status', '-w', 'table']);
       assert.equal(table.code, 0);
       assert.match(table.stdout, /3\.5\.\d+/);

@@ -160,7 +160,14 @@ for (const backend of backendsUnderTest()) {
     });
 
     it('cluster and maintenance paths', async () => {
-      await both('/v3/cluster/member/list', {}, { ignore: ['ID', 'name', 'peerURLs', 'clientURLs'] });
+      const o = await both('/v3/cluster/member/list', {}, { ignore: ['ID', 'name', 'peerURLs', 'clientURLs'] });
+      // the same fields as etcd's (OpenStack's etcd3gw reads peerURLs), ids as JSON strings of digits
+      const e = await call(pair.etcdServer.url, 'POST', '/v3/cluster/member/list', '{}');
+      const shape = (a: HttpAnswer) => (a.json as { members: object[] }).members.map((m) => Object.keys(m).sort());
+      assert.deepEqual(shape(o), shape(e));
+      const [member] = (o.json as { members: { ID: string; peerURLs: string[]; clientURLs: string[] }[] }).members;
+      assert.match(member.ID, /^\d+$/);
+      assert.deepEqual(member.peerURLs, member.clientURLs);
       await both('/v3/maintenance/status', {}, { ignore: ['version', 'dbSize', 'dbSizeInUse', 'leader', 'raftIndex', 'raftTerm', 'raftAppliedIndex'] });
       await both('/v3/maintenance/alarm', {});
       await both('/v3/maintenance/defragment', {});

@@ -219,8 +219,9 @@ describe('etcd\'s --config-file', () => {
       const d = scratch();
       const client = `http://127.0.0.1:${await freePort()}`;
       const file = path.join(d, 'etcd.conf.yml');
-      fs.writeFileSync(file, etcdConfig({ name: 'from-file', dataDir: path.join(d, 'data'), client, peer: `http://127.0.0.1:${await freePort()}`, logLevel: 'info' }));
-      return { file, client, endpoint: client.replace('http://', '') };
+      const peer = `http://127.0.0.1:${await freePort()}`;
+      fs.writeFileSync(file, etcdConfig({ name: 'from-file', dataDir: path.join(d, 'data'), client, peer, logLevel: 'info' }));
+      return { file, client, peer, endpoint: client.replace('http://', '') };
     };
     // etcd itself takes the file
     const forEtcd = await make();
@@ -231,20 +232,22 @@ describe('etcd\'s --config-file', () => {
     // and the same settings as flags
     const flagsUrl = `http://127.0.0.1:${await freePort()}`;
     const flagsDir = scratch();
+    const flagsPeer = `http://127.0.0.1:${await freePort()}`;
     const flags = await run(
       process.execPath,
-      [BIN, '--name', 'from-file', '--data-dir', path.join(flagsDir, 'data'), '--listen-client-urls', flagsUrl, '--quota-backend-bytes', '123456789', '--max-request-bytes', '2048', '--max-txn-ops', '3', '--auto-compaction-mode', 'periodic', '--auto-compaction-retention', '1', '--logger', 'zap'],
+      [BIN, '--initial-advertise-peer-urls', flagsPeer, '--listen-peer-urls', flagsPeer, '--name', 'from-file', '--data-dir', path.join(flagsDir, 'data'), '--listen-client-urls', flagsUrl, '--quota-backend-bytes', '123456789', '--max-request-bytes', '2048', '--max-txn-ops', '3', '--auto-compaction-mode', 'periodic', '--auto-compaction-retention', '1', '--logger', 'zap'],
       flagsUrl,
     );
     try {
-      for (const [label, endpoint, url] of [
-        ['etcd', forEtcd.endpoint, forEtcd.client],
-        ['file', forUs.endpoint, forUs.client],
-        ['flags', flagsUrl.replace('http://', ''), flagsUrl],
+      for (const [label, endpoint, url, peer] of [
+        ['etcd', forEtcd.endpoint, forEtcd.client, forEtcd.peer],
+        ['file', forUs.endpoint, forUs.client, forUs.peer],
+        ['flags', flagsUrl.replace('http://', ''), flagsUrl, flagsPeer],
       ] as const) {
         const c = new EtcdGrpcClient(endpoint);
         const members = await c.call(c.cluster, 'MemberList', {});
         assert.equal(members.members[0].name, 'from-file', `${label}: the name`);
+        assert.deepEqual(members.members[0].peerURLs, [peer], `${label}: the peer URLs`);
         const refused = (pattern: RegExp) => (e: { details?: string }) => pattern.test(e.details ?? '');
         await assert.rejects(c.put({ key: b('big'), value: Buffer.alloc(4096) }), refused(/request is too large/), `${label}: max-request-bytes`);
         await assert.rejects(c.txn({ success: Array.from({ length: 4 }, (_, i) => ({ request_range: { key: b(`t${i}`) } })) }), refused(/too many operations/), `${label}: max-txn-ops`);

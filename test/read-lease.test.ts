@@ -71,7 +71,7 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
       const cached = new ReadCachedDriver(inner, { maxBytes: 64 << 20, readLeaseMs: LEASE_MS, leaseStore: inner });
       await cached.open();
       open.push(cached);
-      if (member) await cached.heartbeat({ id: member, name: member, clientUrls: [] });
+      if (member) await cached.heartbeat({ id: member, name: member, clientUrls: [], peerUrls: [] });
       return { inner, cached };
     };
 

@@ -87,6 +87,8 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
       tokens(engine),
       // Compaction progress to the row: (compacted_to, compacted_sub) is the last log row done.
       ['ALTER TABLE etcd_compaction ADD COLUMN compacted_sub BIGINT NOT NULL DEFAULT 2147483647'],
+      // Peer URLs of the member list (a JSON array, as client_urls); VARCHAR: a TEXT column takes no default before MySQL 8.0.13
+      ["ALTER TABLE etcd_members ADD COLUMN peer_urls VARCHAR(4096) NOT NULL DEFAULT '[]'"],
     ],
   };
 }

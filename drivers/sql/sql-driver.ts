@@ -467,13 +467,19 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   async heartbeat(m: Omit<MemberRecord, 'heartbeatAt'>): Promise<void> {
-    const sql = this.dialect.upsert('etcd_members', ['id', 'name', 'client_urls', 'heartbeat_at'], 'id', `(?, ?, ?, ${this.dialect.nowMs})`);
-    await this.client.run(sql, [m.id, m.name, JSON.stringify(m.clientUrls)]);
+    const sql = this.dialect.upsert('etcd_members', ['id', 'name', 'client_urls', 'peer_urls', 'heartbeat_at'], 'id', `(?, ?, ?, ?, ${this.dialect.nowMs})`);
+    await this.client.run(sql, [m.id, m.name, JSON.stringify(m.clientUrls), JSON.stringify(m.peerUrls)]);
   }
 
   async members(withinMs: number): Promise<MemberRecord[]> {
-    const rows = await this.client.all(`SELECT id, name, client_urls, heartbeat_at FROM etcd_members WHERE heartbeat_at >= ${this.dialect.nowMs} - ? ORDER BY id`, [withinMs]);
-    return rows.map((r) => ({ id: String(r.id), name: String(r.name), clientUrls: JSON.parse(String(r.client_urls)) as string[], heartbeatAt: Number(r.heartbeat_at) }));
+    const rows = await this.client.all(`SELECT id, name, client_urls, peer_urls, heartbeat_at FROM etcd_members WHERE heartbeat_at >= ${this.dialect.nowMs} - ? ORDER BY id`, [withinMs]);
+    return rows.map((r) => ({
+      id: String(r.id),
+      name: String(r.name),
+      clientUrls: JSON.parse(String(r.client_urls)) as string[],
+      peerUrls: JSON.parse(String(r.peer_urls)) as string[],
+      heartbeatAt: Number(r.heartbeat_at),
+    }));
   }
 
   async stats(): Promise<DriverStats> {

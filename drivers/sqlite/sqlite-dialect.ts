@@ -70,5 +70,7 @@ export const sqliteDialect: Dialect = {
     ],
     // Compaction progress to the row: (compacted_to, compacted_sub) is the last log row done.
     ['ALTER TABLE etcd_compaction ADD COLUMN compacted_sub INTEGER NOT NULL DEFAULT 2147483647'],
+    // Peer URLs of the member list (a JSON array, as client_urls)
+    ["ALTER TABLE etcd_members ADD COLUMN peer_urls TEXT NOT NULL DEFAULT '[]'"],
   ],
 };

@@ -43,13 +43,26 @@ export function toSqlite(v: unknown): unknown {
   return v;
 }
 
+/** Opens the file; a failure is answered to the first request (id 0), with SQLite's code and message. */
+function openDatabase(opts: WriterOptions): Database.Database | null {
+  try {
+    const db = new Database(opts.file, { timeout: opts.busyTimeoutMs });
+    db.defaultSafeIntegers(true);
+    // Incremental vacuum must be chosen before the first table exists.
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.synchronous}`);
+    return db;
+  } catch (err) {
+    // an Error thrown out of a worker reaches the parent as a bare object: send the words instead
+    parentPort!.postMessage({ id: 0, error: { code: (err as { code?: string }).code ?? 'ERROR', message: (err as Error).message } } satisfies WriterReply);
+    return null;
+  }
+}
+
 function serve(opts: WriterOptions): void {
-  const db = new Database(opts.file, { timeout: opts.busyTimeoutMs });
-  db.defaultSafeIntegers(true);
-  // Incremental vacuum must be chosen before the first table exists.
-  db.pragma('auto_vacuum = INCREMENTAL');
-  db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${opts.synchronous}`);
+  const db = openDatabase(opts);
+  if (!db) return;
   const cache = new Map<string, Database.Statement>();
   const prepare = (sql: string) => {
     let s = cache.get(sql);

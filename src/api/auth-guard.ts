@@ -31,7 +31,7 @@ export function guard(handlers: ServiceHandlers, policies: Record<string, Policy
     out[method] = async (req: unknown, meta: CallMeta) => {
       validate?.(req);
       if (!token || token(req)) {
-        const info = await auth.identify(meta.token);
+        const info = await auth.identify(meta.token, meta.certUser);
         if (rule) await rule(req, info);
       }
       return handler(req, meta);

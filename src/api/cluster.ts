@@ -15,10 +15,10 @@ export function clusterService(api: ApiContext): ServiceHandlers {
     MemberList: async () => {
       const live = await store.driver.members(MEMBER_ALIVE_MS).catch(() => []);
       const others = live.filter((m) => m.id !== identity.memberId);
-      const members = [{ id: identity.memberId, name: identity.name, clientUrls: identity.clientUrls }, ...others];
+      const members = [{ id: identity.memberId, name: identity.name, clientUrls: identity.clientUrls, peerUrls: identity.peerUrls }, ...others];
       return {
         header: { cluster_id: uint64(identity.clusterId), member_id: uint64(identity.memberId), raft_term: RAFT_TERM },
-        members: members.map((m) => ({ ID: uint64(m.id), name: m.name, peerURLs: [], clientURLs: m.clientUrls, isLearner: false })),
+        members: members.map((m) => ({ ID: uint64(m.id), name: m.name, peerURLs: m.peerUrls, clientURLs: m.clientUrls, isLearner: false })),
       };
     },
     MemberAdd: async () => {

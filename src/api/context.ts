@@ -21,6 +21,12 @@ export interface CallMeta {
   token?: string;
   /** The client's API version, from gRPC metadata `client-api-version` (etcd's clients send it). */
   apiVersion?: string;
+  /**
+   * gRPC over TLS with a verified client certificate: its Common Name, the
+   * user when no token is sent (as etcd with --client-cert-auth). Never set
+   * on the gateway: etcd ignores the certificate of a gateway request.
+   */
+  certUser?: string;
 }
 
 export type UnaryHandler = (req: any, meta: CallMeta) => Promise<object>;

@@ -15,6 +15,8 @@ export interface Identity {
   memberId: string;
   name: string;
   clientUrls: string[];
+  /** Shown in the member list; no peer traffic exists. */
+  peerUrls: string[];
 }
 
 /** A stable positive 63-bit id from a text, as a decimal string. */
@@ -23,8 +25,8 @@ export function stableId(text: string): string {
   return (digest.readBigUInt64BE(0) & 0x7fff_ffff_ffff_ffffn).toString();
 }
 
-export function memberIdentity(clusterId: string, name: string, clientUrls: string[]): Identity {
-  return { clusterId, memberId: stableId(`member:${clusterId}:${name}:${clientUrls.join(',')}`), name, clientUrls };
+export function memberIdentity(clusterId: string, name: string, clientUrls: string[], peerUrls: string[]): Identity {
+  return { clusterId, memberId: stableId(`member:${clusterId}:${name}:${clientUrls.join(',')}`), name, clientUrls, peerUrls };
 }
 
 /** A uint64 id as a Long, which protobufjs encodes without re-parsing the decimal string. */

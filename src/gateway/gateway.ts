@@ -1,6 +1,7 @@
 // etcd's HTTP/JSON gateway on express: every path maps onto the same handlers
 // as gRPC (no second implementation). JSON in and out as etcd's gateway writes
 // it; errors as {"error","message","code"} with etcd's HTTP status per code.
+import * as tls from 'node:tls';
 import express, { type Request, type Response } from 'express';
 import type * as protobuf from 'protobufjs';
 import type { ServiceHandlers } from '../api/context';
@@ -23,6 +24,23 @@ export interface GatewayDeps {
   maxReceiveBytes: number;
   /** /version, /health, /livez, /readyz, /metrics. */
   ops: OpsDeps;
+  /** Whether auth is on (with a client certificate, the API paths are then refused, as etcd does). */
+  authEnabled(): boolean;
+}
+
+/**
+ * etcd with --client-cert-auth and auth on refuses every gateway API call
+ * made with a client certificate that has a Common Name, Authenticate
+ * included: the gateway cannot vouch for the name, so it must not seem to be
+ * used (over gRPC the name is the user). Same status, type and text.
+ */
+function refuseCommonName(deps: GatewayDeps): express.RequestHandler {
+  return (req, res, next) => {
+    const socket = req.socket;
+    if (!(socket instanceof tls.TLSSocket) || !socket.authorized || !deps.authEnabled()) return next();
+    if (!socket.getPeerCertificate()?.subject?.CN) return next();
+    res.status(400).set('x-content-type-options', 'nosniff').type('text/plain; charset=utf-8').send('CommonName of client sending a request against gateway will be ignored and not used as expected\n');
+  };
 }
 
 function lookup(route: Route): { req: protobuf.Type; res: protobuf.Type } {
@@ -55,6 +73,7 @@ export function createGateway(deps: GatewayDeps): express.Express {
   opsRoutes(app, deps.ops);
 
   for (const prefix of API_PREFIXES) {
+    app.use(prefix, refuseCommonName(deps));
     for (const [path, route] of Object.entries(ROUTES)) {
       const types = lookup(route);
       const stream = deps.streams[`${route.service}/${route.method}`];

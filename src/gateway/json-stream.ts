@@ -151,7 +151,8 @@ export function serveJsonStream(
       if (!started) return sendError(res, err);
       const { code, details } = toStatus(err);
       const status = httpStatus(code);
-      res.end(`{"error":{"grpc_code":${code},"http_code":${status},"message":${JSON.stringify(details)},"http_status":${JSON.stringify(statusText(status))}}}\n`);
+      // as etcd's gateway writes it: the last line of the body, with no newline after it
+      res.end(`{"error":{"grpc_code":${code},"http_code":${status},"message":${JSON.stringify(details)},"http_status":${JSON.stringify(statusText(status))}}}`);
     },
     onDrain(cb) {
       drained = cb;

@@ -441,13 +441,15 @@ export class AuthStore {
 
   /**
    * Who a request is, when auth is on: null when auth is off; an anonymous
-   * caller when no token was sent; `invalid auth token` for a token that is
+   * caller when no token was sent (or the client certificate's user, see
+   * CallMeta.certUser); `invalid auth token` for a token that is
    * not (or no longer) good, whatever the request asks for. Synchronous for
    * a token this process knows; a promise when the store must be asked.
    */
-  identify(token: string | undefined): AuthInfo | null | Promise<AuthInfo> {
+  identify(token: string | undefined, certUser?: string): AuthInfo | null | Promise<AuthInfo> {
     if (!this.doc.enabled) return null;
-    if (!token) return ANONYMOUS;
+    // etcd: a token wins; without one, a verified client certificate's Common Name is the user
+    if (!token) return certUser ? { user: certUser, root: this.doc.users.get(certUser)?.roles.includes(ROOT) ?? false } : ANONYMOUS;
     const known = this.tokens.cached(token);
     if (known !== undefined) return this.infoOf(token, known);
     return this.tokens.lookup(token).then((claims) => this.infoOf(token, claims));

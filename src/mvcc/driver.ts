@@ -72,6 +72,7 @@ export interface MemberRecord {
   id: string;
   name: string;
   clientUrls: string[];
+  peerUrls: string[];
   /** the store's clock, ms */
   heartbeatAt: number;
 }

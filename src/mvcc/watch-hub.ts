@@ -57,6 +57,11 @@ export interface HubOptions {
   pollIntervalMs: number;
   /** Replays running at once. */
   catchUpConcurrency: number;
+  /**
+   * Told of each log read once it is fanned out (the hub's revision is then
+   * `log.through`); `after` is where the read started.
+   */
+  onLog?(log: LogRead, after: number): void;
 }
 
 interface Group {
@@ -82,6 +87,8 @@ export class WatchHub {
   private lastError: unknown = null;
   /** The store's revision at the last tail read. */
   private head = 0;
+  /** Callers of reached(), by the revision they wait for. */
+  private reachers: { revision: number; resolve(ok: boolean): void }[] = [];
 
   constructor(
     private readonly driver: Driver,
@@ -89,6 +96,24 @@ export class WatchHub {
     /** Told of every revision the tail reaches (so the store knows other instances' commits). */
     private readonly onRevision: (revision: number) => void = () => undefined,
   ) {}
+
+  /** Resolves true once the tail has fanned out `revision`, or false after `timeoutMs`. */
+  reached(revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.position >= revision) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const entry = { revision, resolve };
+      const timer = setTimeout(() => {
+        this.reachers = this.reachers.filter((r) => r !== entry);
+        resolve(false);
+      }, timeoutMs);
+      entry.resolve = (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      this.reachers.push(entry);
+      this.wake();
+    });
+  }
 
   /** Start at the store's current revision. */
   async start(): Promise<void> {
@@ -206,11 +231,18 @@ export class WatchHub {
   private async fanOut(log: LogRead): Promise<void> {
     const byRevision = splitByRevision(log.entries);
     const prev = await this.prevKvsFor(log.entries, () => this.anySyncedWantsPrevKv());
+    const after = this.position;
     for (let rev = this.position + 1; rev <= log.through; rev++) {
       const entries = byRevision.get(rev);
       if (entries) this.deliverRevision(rev, entries, prev);
       this.position = rev;
       this.promoteWaiting();
+    }
+    this.opts.onLog?.(log, after);
+    if (this.reachers.length > 0) {
+      const [done, rest] = partition(this.reachers, (r) => r.revision <= this.position);
+      this.reachers = rest;
+      for (const r of done) r.resolve(true);
     }
     if (this.catchUpQueue.length > 0) this.runCatchUp();
   }
@@ -372,6 +404,13 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   const list = m.get(k);
   if (list) list.push(v);
   else m.set(k, [v]);
+}
+
+function partition<T>(xs: T[], pred: (x: T) => boolean): [T[], T[]] {
+  const yes: T[] = [];
+  const no: T[] = [];
+  for (const x of xs) (pred(x) ? yes : no).push(x);
+  return [yes, no];
 }
 
 function splitByRevision(entries: LogEntry[]): Map<number, LogEntry[]> {

@@ -10,7 +10,7 @@ import { streamStats, type Metrics } from '../metrics';
 export function keepAliveStream(api: ApiContext, lessor: Lessor, metrics: Metrics | null): StreamHandler {
   return (rawCall) => {
     const call = rawCall as grpc.ServerDuplexStream<any, any>;
-    const stats = streamStats(metrics, 'etcdserverpb.Lease', 'LeaseKeepAlive', callMeta(call.metadata).apiVersion);
+    const stats = streamStats(metrics, 'etcdserverpb.Lease', 'LeaseKeepAlive', callMeta(call.metadata, call).apiVersion);
     let failed = false;
     const session = new KeepAliveSession(
       api,

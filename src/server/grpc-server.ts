@@ -16,10 +16,12 @@ export interface GrpcServices {
   streams: Record<string, StreamHandler>;
 }
 
-export function callMeta(metadata: grpc.Metadata): CallMeta {
+export function callMeta(metadata: grpc.Metadata, call?: { getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: unknown } } } }): CallMeta {
   const token = metadata.get('token')[0] ?? metadata.get('authorization')[0];
   const version = metadata.get('client-api-version')[0];
-  return { token: token === undefined ? undefined : String(token), apiVersion: version === undefined ? undefined : String(version) };
+  // grpc-js reports the certificate only when TLS verified it
+  const cn = call?.getAuthContext?.().sslPeerCertificate?.subject?.CN;
+  return { token: token === undefined ? undefined : String(token), apiVersion: version === undefined ? undefined : String(version), certUser: typeof cn === 'string' && cn ? cn : undefined };
 }
 
 /** Every service in proto/, by full name (the package definition also holds message types). */
@@ -53,7 +55,7 @@ export function createGrpcServer(services: GrpcServices, options: grpc.ServerOpt
       const handler = handlers[method];
       impl[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         if (!handler) return callback({ code: missing.code, details: missing.message });
-        handler(call.request, callMeta(call.metadata)).then(
+        handler(call.request, callMeta(call.metadata, call)).then(
           (res) => callback(null, res),
           (err) => callback(toStatus(err)),
         );

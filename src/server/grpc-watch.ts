@@ -36,7 +36,7 @@ export function encodeWatchResponse(res: WatchResponse): Buffer {
 export function watchStream(ctx: WatchContext, metrics: Metrics | null): StreamHandler {
   return (rawCall) => {
     const call = rawCall as grpc.ServerDuplexStream<any, any>;
-    const meta = callMeta(call.metadata);
+    const meta = callMeta(call.metadata, call);
     const stats = streamStats(metrics, 'etcdserverpb.Watch', 'Watch', meta.apiVersion);
     const window = new SendWindow(GRPC_WATCH_WINDOW_BYTES, () => session.drained());
     const batched = batchedWriter(call);

@@ -12,6 +12,7 @@ import { clusterService } from '../api/cluster';
 import { leaseService } from '../api/lease';
 import { KV_COSTS, LEASE_COSTS, withQuota } from '../api/quota';
 import { memberIdentity, stableId, type Identity } from '../api/identity';
+import { OpenStreams } from './open-streams';
 import { checkRequestSize, kvService } from '../api/kv';
 import { maintenanceService, SNAPSHOT_UNSUPPORTED } from '../api/maintenance';
 import type { WatchContext } from '../api/watch';
@@ -50,6 +51,12 @@ const REQUEST_TIMEOUT_MS = 5000;
 const HEALTH_TIMEOUT_MS = 1000;
 /** Idle HTTP keep-alive connections are kept this long (etcd keeps them open; gateways reuse them). */
 const HTTP_KEEPALIVE_MS = 10 * 60 * 1000;
+/** How long a shutdown lets requests in flight finish and last words reach clients. */
+const DRAIN_MS = 2000;
+
+function mapValues<V>(o: Record<string, V>, f: (v: V) => V): Record<string, V> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
+}
 const WatchResponseType = protoRoot.lookupType('etcdserverpb.WatchResponse');
 
 export class EtcdAdapterServer {
@@ -61,6 +68,11 @@ export class EtcdAdapterServer {
   readonly identity: Identity;
   private readonly listeners: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
+  /** Streams to end with etcd's "transport is closing" at shutdown. */
+  private readonly openStreams = new OpenStreams();
+  /** HTTP requests being answered (a shutdown lets them finish, within DRAIN_MS). */
+  private httpInFlight = 0;
+  private httpIdle: (() => void) | null = null;
   private grpcServer: grpc.Server | null = null;
   private httpServer: http.Server | null = null;
   private store: MvccStore | null = null;
@@ -79,7 +91,7 @@ export class EtcdAdapterServer {
     readonly logger: Logger = silentLogger,
   ) {
     // Filled in once the ports are bound: the member id covers the advertised URLs.
-    this.identity = { clusterId: '0', memberId: '0', name: config.name, clientUrls: [] };
+    this.identity = { clusterId: '0', memberId: '0', name: config.name, clientUrls: [], peerUrls: [] };
   }
 
   static async start(config: Config, logger?: Logger): Promise<EtcdAdapterServer> {
@@ -117,7 +129,7 @@ export class EtcdAdapterServer {
     await store.open();
     // Other instances may write to a shared database: poll its log. Memory is this process's alone.
     const pollIntervalMs = driver.kind === 'memory' ? 0 : config.pollInterval;
-    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8 }, (rev) => store.observe(rev)));
+    const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8, onLog: (log, after) => telemetry.onLog(log, after) }, (rev) => store.observe(rev)));
     await hub.start();
     store.on('commit', () => hub.wake());
     this.compactor = new AutoCompactor(store, retentionOf(config), logger, config.autoCompactionCheckMs);
@@ -150,7 +162,7 @@ export class EtcdAdapterServer {
         };
         // etcd gives Go's rendering of the gRPC error as the reason
         try {
-          const info = auth.identify(meta.token);
+          const info = auth.identify(meta.token, meta.certUser);
           return info instanceof Promise ? info.then(decide).catch(goStatusText) : decide(info);
         } catch (err) {
           return goStatusText(err);
@@ -173,9 +185,9 @@ export class EtcdAdapterServer {
       {
         unary,
         streams: {
-          ...healthStreams(),
-          'etcdserverpb.Watch/Watch': watchStream(watch, metrics),
-          'etcdserverpb.Lease/LeaseKeepAlive': keepAliveStream(api, lessor, metrics),
+          ...mapValues(healthStreams(), (h) => this.openStreams.grpc(h)),
+          'etcdserverpb.Watch/Watch': this.openStreams.grpc(watchStream(watch, metrics)),
+          'etcdserverpb.Lease/LeaseKeepAlive': this.openStreams.grpc(keepAliveStream(api, lessor, metrics)),
           'etcdserverpb.Maintenance/Snapshot': (call) => void (call as grpcTypes.ServerWritableStream<unknown, unknown>).emit('error', { code: snapshot.code, details: snapshot.message }),
         },
       },
@@ -191,26 +203,35 @@ export class EtcdAdapterServer {
     const gateway = createGateway({
       unary,
       streams: {
-        'etcdserverpb.Watch/Watch': watchJson(watch, metrics),
-        'etcdserverpb.Lease/LeaseKeepAlive': keepAliveJson(api, lessor, metrics),
+        'etcdserverpb.Watch/Watch': this.openStreams.http(watchJson(watch, metrics)),
+        'etcdserverpb.Lease/LeaseKeepAlive': this.openStreams.http(keepAliveJson(api, lessor, metrics)),
         'etcdserverpb.Maintenance/Snapshot': { open: (out) => (out.fail(snapshot), { request: () => undefined, end: () => undefined, close: () => undefined }) },
       },
       maxRequestBytes: config.maxRequestBytes,
       maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       ops: this.opsDeps(),
+      authEnabled: () => auth.enabled,
     });
     this.httpServer = http.createServer({ keepAliveTimeout: HTTP_KEEPALIVE_MS, requestTimeout: 0 }, gateway);
+    this.httpServer.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.httpInFlight++;
+      res.once('close', () => {
+        if (--this.httpInFlight === 0) this.httpIdle?.();
+      });
+    });
 
     const tlsFiles = loadTls(config);
     const bound = await this.listen(tlsFiles);
     this.metricsUrls.push(...(await this.listenMetrics(tlsFiles)));
     const advertised = config.advertiseClientUrls === config.listenClientUrls ? bound : config.advertiseClientUrls;
     const clusterId = driver.clusterId ?? stableId(`cluster:${driver.kind}:${config.name}`);
-    Object.assign(this.identity, memberIdentity(clusterId, config.name, advertised));
+    // etcd's flags name the peer URLs; without them, the client URLs: the only ones that reach this member
+    const peers = config.initialAdvertisePeerUrls.length ? config.initialAdvertisePeerUrls : config.listenPeerUrls.length ? config.listenPeerUrls : advertised;
+    Object.assign(this.identity, memberIdentity(clusterId, config.name, advertised, peers));
     this.urls.push(...bound);
     // Say we are alive, for the member lists of every instance on this store; tell who came and went.
     const beat = async () => {
-      await driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls }).catch(() => undefined);
+      await driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls, peerUrls: this.identity.peerUrls }).catch(() => undefined);
       await telemetry.watchMembers(this.identity.memberId);
     };
     await beat();
@@ -315,6 +336,12 @@ export class EtcdAdapterServer {
     return this.closing;
   }
 
+  /**
+   * As etcd stops: no new connections; every open stream ends with
+   * "transport is closing" (an HTTP watch with etcd's last line and a clean
+   * end of its body); requests in flight finish; then, or after DRAIN_MS,
+   * every connection is closed and the store with them.
+   */
   private async shutdown(): Promise<void> {
     // Stop accepting first; a listener's close callback waits for its connections, so end those before waiting.
     const closed = Promise.all(this.listeners.map((l) => new Promise((resolve) => l.close(resolve))));
@@ -324,6 +351,15 @@ export class EtcdAdapterServer {
     this.auth?.stop();
     this.alarms?.stop();
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.openStreams.endAll();
+    const grpcDone = new Promise<void>((resolve) => (this.grpcServer ? this.grpcServer.tryShutdown(() => resolve()) : resolve()));
+    const httpDone = new Promise<void>((resolve) => {
+      if (this.httpInFlight === 0) return resolve();
+      this.httpIdle = resolve;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([grpcDone, httpDone]), new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_MS)))]);
+    clearTimeout(timer);
     this.grpcServer?.forceShutdown();
     this.httpServer?.closeAllConnections();
     for (const s of this.sockets) s.destroy();

@@ -4,7 +4,8 @@
 // store (the driver needs its observers), given the store's parts once they
 // exist; metrics read them only when Prometheus scrapes.
 import type { Alarms } from '../mvcc/alarms';
-import type { Driver } from '../mvcc/driver';
+import type { Driver, LogRead } from '../mvcc/driver';
+import { LiveKeyCount } from './key-count';
 import { MEMBER_ALIVE_MS } from '../mvcc/driver';
 import type { MvccStore } from '../mvcc/store';
 import type { RangeRequest } from '../mvcc/requests';
@@ -16,7 +17,7 @@ import type { Logger } from '../logger';
 import { Metrics } from '../metrics';
 import { CLUSTER_VERSION, SERVER_VERSION } from '../api/identity';
 
-/** A serializable count of every live key (etcd_debugging_mvcc_keys_total). */
+/** A serializable count of every live key (etcd_debugging_mvcc_keys_total's first count). */
 function countAllKeys(): RangeRequest {
   const all = Buffer.from([0]);
   return {
@@ -65,7 +66,11 @@ export class Telemetry {
           {
             revisions: () => parts().store.revisions(),
             stats: () => parts().driver.stats(),
-            keys: async () => Number((await parts().store.range(countAllKeys())).count),
+            // read-your-writes: the count includes what this process committed before the scrape
+            keys: async () => {
+              await parts().hub.reached(parts().store.knownRevision, 1000);
+              return this.keyCount.get();
+            },
             watchers: () => ({ total: parts().hub.watcherCount, slow: parts().hub.slowWatcherCount }),
             quotaBytes: () => parts().quotaBytes,
             membersAlive: async () => (await parts().driver.members(MEMBER_ALIVE_MS)).length,
@@ -85,10 +90,24 @@ export class Telemetry {
     this.parts = parts;
   }
 
+  /** etcd_debugging_mvcc_keys_total, kept by the log tail (onLog) after one count. */
+  private readonly keyCount = new LiveKeyCount(
+    () => this.parts?.hub.revision ?? 0,
+    async (revision) => {
+      if (!this.parts) throw new Error('the store is not open yet');
+      return Number((await this.parts.store.range({ ...countAllKeys(), revision })).count);
+    },
+  );
+
+  /** Every log read of the watch hub's tail. */
+  onLog(log: LogRead, after: number): void {
+    if (this.metrics) this.keyCount.onLog(log, after);
+  }
+
   /** What the SQL clients report: timings and errors (metrics), slow SQL and the database lost and back (logs). */
   readonly sql: SqlObserver = {
     timed: (kind, seconds, sql) => {
-      this.metrics?.sqlDuration.labels({ kind }).observe(seconds);
+      this.metrics?.sqlTime(kind, seconds);
       if (seconds > SLOW_SQL_SECONDS) this.logger.warn('slow SQL', { took: `${(seconds * 1000).toFixed(0)}ms`, kind, ...(sql ? { sql } : {}) });
     },
     committed: (seconds) => this.metrics?.commitDuration.observe(seconds),
@@ -116,7 +135,7 @@ export class Telemetry {
   }
 
   cachedRead(hit: boolean): void {
-    this.metrics?.readCacheHits.labels({ result: hit ? 'hit' : 'miss' }).inc();
+    if (this.metrics) (hit ? this.metrics.readCacheHits : this.metrics.readCacheMisses).n++;
   }
 
   events(count: number): void {
