@@ -367,6 +367,9 @@ export class ReadCachedDriver implements Driver {
   compact(revision: number): Promise<number> {
     return this.inner.compact(revision);
   }
+  stopping(): void {
+    this.inner.stopping?.();
+  }
   stats(): Promise<DriverStats> {
     return this.inner.stats();
   }

@@ -83,7 +83,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   /** Keeps this instance's writes out while another instance holds the read lease. */
   readonly fence = new LeaseFence();
   readonly tokens: TokenStore;
-  /** Set by close(): long work (compaction) stops between its steps. */
+  /** Set by stopping() and close(): long work (compaction) stops between its steps. */
   private closing = false;
 
   constructor(
@@ -127,6 +127,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   /** Why the database is failing right now (its last answer was a fault or came too late), or null. */
   failing(): string | null {
     return this.client.failing();
+  }
+
+  stopping(): void {
+    this.closing = true;
   }
 
   async close(): Promise<void> {

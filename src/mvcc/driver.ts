@@ -173,6 +173,8 @@ export interface Driver {
   /** Connect, migrate the schema, load the meta. Throws a clear error when it cannot. */
   open(): Promise<void>;
   close(): Promise<void>;
+  /** A shutdown begins: long work (physical compaction) stops at its next step; requests are still served until close(). */
+  stopping?(): void;
   /**
    * Run fn against one consistent snapshot. By default the snapshot includes
    * every write committed before the call (linearizable); `serializable`

@@ -351,6 +351,7 @@ export class EtcdAdapterServer {
     this.auth?.stop();
     this.alarms?.stop();
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.store?.driver.stopping?.(); // a long compaction stops at its next step, not after the drain
     this.openStreams.endAll();
     const grpcDone = new Promise<void>((resolve) => (this.grpcServer ? this.grpcServer.tryShutdown(() => resolve()) : resolve()));
     const httpDone = new Promise<void>((resolve) => {
