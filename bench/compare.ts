@@ -9,11 +9,11 @@ function median(ms: Measured[]): Measured {
   return [...ms].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(ms.length / 2)];
 }
 
-/** Measures both servers `rounds` times, alternating which goes first; returns every round of each. */
-export async function alternate<T>(ref: BenchServer, ours: BenchServer, measure: (s: BenchServer) => Promise<T>): Promise<[T[], T[]]> {
+/** Measures both servers `n` times, alternating which goes first; returns every round of each (round i of one beside round i of the other). */
+export async function alternate<T>(ref: BenchServer, ours: BenchServer, measure: (s: BenchServer) => Promise<T>, n = rounds): Promise<[T[], T[]]> {
   const a: T[] = [];
   const b: T[] = [];
-  for (let i = 0; i < rounds; i++) {
+  for (let i = 0; i < n; i++) {
     if (i % 2 === 0) {
       a.push(await measure(ref));
       b.push(await measure(ours));

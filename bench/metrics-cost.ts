@@ -8,7 +8,7 @@
 // its usual 15 s, so that rendering the text is in the price.
 import * as fs from 'node:fs';
 import { runLoad, type Measured } from './load';
-import { rounds, seconds } from './compare';
+import { alternate, rounds, seconds } from './compare';
 import { THREADS } from './kv';
 import type { BenchServer } from './servers';
 
@@ -73,17 +73,7 @@ export async function metricsCostTable(kind: string, off: BenchServer, on: Bench
       const ops = (m.opsPerSec * (base.durationMs + WARMUP_MS)) / 1000;
       return { ops: m.opsPerSec, cpuUsPerOp: ((cpuMs(s.pid) - before) * 1000) / ops };
     };
-    const offs: Round[] = [];
-    const ons: Round[] = [];
-    for (let i = 0; i < pairs; i++) {
-      if (i % 2 === 0) {
-        offs.push(await measure(off));
-        ons.push(await measure(on));
-      } else {
-        ons.push(await measure(on));
-        offs.push(await measure(off));
-      }
-    }
+    const [offs, ons] = await alternate(off, on, measure, pairs);
     const ratio = median(ons.map((r, i) => r.ops / offs[i].ops));
     const goal = clients === 16 ? `${ratio >= GOAL ? 'met' : 'MISSED'} (>= ${GOAL})` : '';
     lines.push(

@@ -1,7 +1,8 @@
 // SIGTERM with streams open, against etcd 3.4: an HTTP watch ends with
 // etcd's last line and a clean end of its chunked body (no cut connection:
-// curl exit 18, Patroni's InvalidChunkLength); an HTTP keepalive stream too; a
-// gRPC watch ends with UNAVAILABLE; the process exits 0.
+// curl exit 18, Patroni's InvalidChunkLength); an HTTP keepalive stream whose
+// request body was sent whole ends as etcd's does (no last line: it ended with
+// its body); a gRPC watch ends with UNAVAILABLE; the process exits 0.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -73,9 +74,20 @@ async function streamsAtSigterm(endpoint: string, kill: () => void): Promise<See
 describe('SIGTERM with streams open, against etcd 3.4', { skip: !etcdAvailable() && 'etcd is not installed' }, () => {
   for (const backend of backendsUnderTest()) {
     it(`streams end as etcd's do, and the server exits 0 (${backend})`, async () => {
-      const etcd = await startRealEtcd();
-      const theirs = await streamsAtSigterm(etcd.endpoint, () => process.kill(etcd.pid, 'SIGTERM'));
-      await etcd.stop();
+      // etcd races its own shutdown: most stops end an HTTP watch with "transport is closing", a few
+      // close the connection first (no last line) or end it with code 1 "the client connection is
+      // closing". The reference is a stop that ended the usual way (a few tries at most).
+      const closing = '{"error":{"grpc_code":14,"http_code":503,"message":"transport is closing","http_status":"Service Unavailable"}}';
+      let theirs: Seen | undefined;
+      const tries: string[] = [];
+      for (let i = 0; i < 8 && !theirs; i++) {
+        const etcd = await startRealEtcd();
+        const seen = await streamsAtSigterm(etcd.endpoint, () => process.kill(etcd.pid, 'SIGTERM'));
+        await etcd.stop();
+        if (seen.watchTail === closing) theirs = seen;
+        else tries.push(JSON.stringify(seen));
+      }
+      assert.ok(theirs, `etcd never ended an HTTP watch with "transport is closing" in 8 stops: ${tries.join('; ')}`);
 
       const fresh = await freshBackend(backend);
       try {
@@ -83,8 +95,6 @@ describe('SIGTERM with streams open, against etcd 3.4', { skip: !etcdAvailable()
         const mine = await streamsAtSigterm(ours.endpoint, () => ours.child.kill('SIGTERM'));
         assert.equal(await ours.stop(), 0, 'exit status');
 
-        const closing = '{"error":{"grpc_code":14,"http_code":503,"message":"transport is closing","http_status":"Service Unavailable"}}';
-        assert.equal(theirs.watchTail, closing, 'the reference: etcd ends an HTTP watch with this line');
         assert.equal(mine.watchTail, theirs.watchTail, 'the last line of an HTTP watch');
         assert.equal(mine.watchEnding, 'end', 'a clean end of the chunked body');
         assert.equal(theirs.watchEnding, 'end');

@@ -1,7 +1,7 @@
 // etcd's HTTP/JSON gateway on express: every path maps onto the same handlers
 // as gRPC (no second implementation). JSON in and out as etcd's gateway writes
 // it; errors as {"error","message","code"} with etcd's HTTP status per code.
-import * as tls from 'node:tls';
+import { verifiedCommonName } from '../tls-identity';
 import express, { type Request, type Response } from 'express';
 import type * as protobuf from 'protobufjs';
 import type { ServiceHandlers } from '../api/context';
@@ -36,9 +36,7 @@ export interface GatewayDeps {
  */
 function refuseCommonName(deps: GatewayDeps): express.RequestHandler {
   return (req, res, next) => {
-    const socket = req.socket;
-    if (!(socket instanceof tls.TLSSocket) || !socket.authorized || !deps.authEnabled()) return next();
-    if (!socket.getPeerCertificate()?.subject?.CN) return next();
+    if (!deps.authEnabled() || !verifiedCommonName(req.socket)) return next();
     res.status(400).set('x-content-type-options', 'nosniff').type('text/plain; charset=utf-8').send('CommonName of client sending a request against gateway will be ignored and not used as expected\n');
   };
 }

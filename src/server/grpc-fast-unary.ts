@@ -12,7 +12,7 @@
 // nothing is installed and every call goes through grpc-js as before.
 // test/grpc-fast-unary.test.ts fails if that happens.
 import * as http2 from 'node:http2';
-import * as tls from 'node:tls';
+import { verifiedCommonName } from '../tls-identity';
 import type * as grpc from '@grpc/grpc-js';
 import type { CallMeta } from '../api/context';
 import { toStatus } from '../errors';
@@ -70,14 +70,6 @@ export function installFastUnary(server: grpc.Server, methods: Map<string, FastM
     installed++;
   }
   return installed;
-}
-
-/** The Common Name of a client certificate TLS verified on this stream's connection (as grpc-js's getAuthContext). */
-function certUserOf(stream: http2.ServerHttp2Stream): string | undefined {
-  const socket = stream.session?.socket;
-  if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return undefined;
-  const cn = socket.getPeerCertificate()?.subject?.CN;
-  return typeof cn === 'string' && cn ? cn : undefined;
 }
 
 function header(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
@@ -165,7 +157,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     // As grpc-js: whole messages count, a cut-off tail is ignored.
     if (body.messages === 0) return fail(STATUS_UNIMPLEMENTED, `Received no request message for server streaming method ${headers[':path']}`);
     const token = header(headers, 'token') ?? header(headers, 'authorization');
-    method.handler(req, { token, apiVersion: header(headers, 'client-api-version'), certUser: certUserOf(stream) }).then(reply, (err) => {
+    method.handler(req, { token, apiVersion: header(headers, 'client-api-version'), certUser: verifiedCommonName(stream.session?.socket) }).then(reply, (err) => {
       const s = toStatus(err);
       fail(s.code, s.details);
     });

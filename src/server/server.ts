@@ -276,20 +276,25 @@ export class EtcdAdapterServer {
       const u = parseClientUrl(raw, '--listen-metrics-urls');
       if (u.tls && !tlsFiles) throw new ConfigError('https:// --listen-metrics-urls need --cert-file and --key-file');
       const server = u.tls ? https.createServer({ cert: tlsFiles!.cert, key: tlsFiles!.key }, app) : http.createServer(app);
-      server.on('connection', (s: net.Socket) => this.track(s));
-      server.on('secureConnection', (s: net.Socket) => this.track(s));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(u.port, u.host, () => {
-          server.removeListener('error', reject);
-          resolve();
-        });
-      });
-      this.listeners.push(server);
-      const host = u.host.includes(':') ? `[${u.host}]` : u.host;
-      urls.push(`${u.tls ? 'https' : 'http'}://${host}:${(server.address() as net.AddressInfo).port}`);
+      urls.push(await this.bind(server, u));
     }
     return urls;
+  }
+
+  /** Listens at the URL's host and port, tracking connections for shutdown; returns the URL as bound. */
+  private async bind(server: net.Server, u: { host: string; port: number; tls: boolean }): Promise<string> {
+    server.on('connection', (s: net.Socket) => this.track(s));
+    server.on('secureConnection', (s: net.Socket) => this.track(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(u.port, u.host, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    this.listeners.push(server);
+    const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+    return `${u.tls ? 'https' : 'http'}://${host}:${(server.address() as net.AddressInfo).port}`;
   }
 
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
@@ -308,19 +313,7 @@ export class EtcdAdapterServer {
           socket.resume();
         },
       });
-      listener.on('connection', (s: net.Socket) => this.track(s));
-      listener.on('secureConnection', (s: net.Socket) => this.track(s));
-      await new Promise<void>((resolve, reject) => {
-        listener.once('error', reject);
-        listener.listen(u.port, u.host, () => {
-          listener.removeListener('error', reject);
-          resolve();
-        });
-      });
-      this.listeners.push(listener);
-      const port = (listener.address() as net.AddressInfo).port;
-      const host = u.host.includes(':') ? `[${u.host}]` : u.host;
-      urls.push(`${u.tls ? 'https' : 'http'}://${host}:${port}`);
+      urls.push(await this.bind(listener, u));
     }
     return urls;
   }

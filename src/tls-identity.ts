@@ -1,0 +1,11 @@
+// The Common Name of a client certificate TLS verified on a connection: the
+// user of a gRPC call without a token under --client-cert-auth, and what
+// makes the gateway refuse a call (etcd's rule).
+import type * as net from 'node:net';
+import * as tls from 'node:tls';
+
+export function verifiedCommonName(socket: net.Socket | undefined): string | undefined {
+  if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  return typeof cn === 'string' && cn ? cn : undefined;
+}
