@@ -4,7 +4,12 @@
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
 
+/** On an in-memory connection standing for a request that came another way (h2-gateway.ts): the real connection. */
+export const UNDERLYING_SOCKET = Symbol('underlying socket');
+
 export function verifiedCommonName(socket: net.Socket | undefined): string | undefined {
+  const underlying = (socket as unknown as Record<symbol, net.Socket | undefined> | undefined)?.[UNDERLYING_SOCKET];
+  if (underlying) socket = underlying;
   if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return undefined;
   const cn = socket.getPeerCertificate()?.subject?.CN;
   return typeof cn === 'string' && cn ? cn : undefined;

@@ -125,6 +125,26 @@ describe('command line', () => {
     assert.doesNotMatch(s.stderr(), /ETCD_ADAPTER_TRACE/, 'our own variable is known');
   });
 
+  it("the Dockerfile's defaults survive flags given to `docker run` (it still listens on every interface)", async () => {
+    // No container engine here: run the image's ENTRYPOINT with its ENV, as `docker run IMAGE --backend memory` would.
+    const dockerfile = fs.readFileSync(path.resolve(__dirname, '..', '..', 'Dockerfile'), 'utf8');
+    const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    assert.doesNotMatch(final, /^CMD /m, 'a CMD would be replaced by the flags of `docker run`');
+    const env: Record<string, string> = {};
+    for (const m of final.replace(/\\\n/g, ' ').matchAll(/^ENV (.*)$/gm)) {
+      for (const pair of m[1].trim().split(/\s+/)) env[pair.slice(0, pair.indexOf('='))] = pair.slice(pair.indexOf('=') + 1);
+    }
+    assert.equal(env.ETCD_LISTEN_CLIENT_URLS, 'http://0.0.0.0:2379');
+    assert.match(final, /^ENTRYPOINT \["node", "bin\/etcd-adapter"\]$/m);
+    const port = await freePort();
+    const s = await serve(['--backend', 'memory'], { ...env, ETCD_LISTEN_CLIENT_URLS: env.ETCD_LISTEN_CLIENT_URLS.replace('2379', String(port)), ETCD_DATA_DIR: path.join(scratchDir(), 'data') });
+    await waitFor('the server', async () => (s.stderr().includes('serving the etcd API') ? true : undefined));
+    assert.match(s.stderr(), new RegExp(`"client-urls":\\["http://0\\.0\\.0\\.0:${port}"\\]`));
+    assert.match(s.stderr(), /"backend":"memory"/);
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exit, 0);
+  });
+
   it('stops on SIGINT with watches open, and a flag wins over its environment variable', async () => {
     const port = await freePort();
     const other = await freePort();

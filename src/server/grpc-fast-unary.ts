@@ -25,7 +25,7 @@ export interface FastMethod {
   handler(req: unknown, meta: CallMeta): Promise<unknown>;
 }
 
-type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => void;
+export type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => void;
 
 const RESPONSE_HEADERS = {
   ':status': 200,
@@ -51,7 +51,7 @@ function http2ServersOf(server: grpc.Server): http2.Http2Server[] {
  * Puts the short road in front of grpc-js on every HTTP/2 server it has made
  * so far (call after createConnectionInjector). Returns how many it took over.
  */
-export function installFastUnary(server: grpc.Server, methods: Map<string, FastMethod>, maxReceiveBytes: number, onSent?: (bytes: number) => void): number {
+export function installFastUnary(server: grpc.Server, methods: Map<string, FastMethod>, maxReceiveBytes: number, onSent?: (bytes: number) => void, notGrpc?: StreamListener): number {
   let installed = 0;
   for (const h2 of http2ServersOf(server)) {
     const original = h2.listeners('stream') as StreamListener[];
@@ -61,6 +61,11 @@ export function installFastUnary(server: grpc.Server, methods: Map<string, FastM
       const method = methods.get(headers[':path'] ?? '');
       const encoding = headers['grpc-encoding'];
       const type = headers['content-type'];
+      // not gRPC at all (grpc-js would answer 415): the JSON gateway's, as etcd serves both on one port
+      if (notGrpc && !(typeof type === 'string' && type.startsWith('application/grpc'))) {
+        notGrpc(stream, headers, flags);
+        return;
+      }
       if (!method || (encoding !== undefined && encoding !== 'identity') || typeof type !== 'string' || !type.startsWith('application/grpc')) {
         original[0].call(h2, stream, headers, flags);
         return;

@@ -31,6 +31,7 @@ import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
 import { createGrpcServer, fastUnaryMethods } from './grpc-server';
 import { installFastUnary, type FastMethod } from './grpc-fast-unary';
+import { serveThroughHttp1 } from './h2-gateway';
 import { keepAliveStream } from './grpc-lease';
 import { watchStream } from './grpc-watch';
 import { goStatusText, unimplemented } from '../errors';
@@ -300,8 +301,10 @@ export class EtcdAdapterServer {
   private async listen(tlsFiles: TlsFiles | null): Promise<string[]> {
     const injector = this.grpcServer!.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const metrics = this.telemetry?.metrics;
-    installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES, metrics ? (bytes) => metrics.grpcSentBytes.inc(bytes) : undefined);
     const httpServer = this.httpServer!;
+    installFastUnary(this.grpcServer!, this.fastMethods, this.config.maxRequestBytes + GRPC_OVERHEAD_BYTES, metrics ? (bytes) => metrics.grpcSentBytes.inc(bytes) : undefined, (stream, headers) =>
+      serveThroughHttp1(stream, headers, httpServer),
+    );
     const urls: string[] = [];
     for (const raw of this.config.listenClientUrls) {
       const u = parseClientUrl(raw, '--listen-client-urls');
