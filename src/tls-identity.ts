@@ -4,11 +4,13 @@
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
 
-/** On an in-memory connection standing for a request that came another way (h2-gateway.ts): the real connection. */
+/** On a stream standing for a connection (h2-gateway.ts, h2-authority.ts): the real connection. */
 export const UNDERLYING_SOCKET = Symbol('underlying socket');
 
 export function verifiedCommonName(socket: net.Socket | undefined): string | undefined {
-  const underlying = (socket as unknown as Record<symbol, net.Socket | undefined> | undefined)?.[UNDERLYING_SOCKET];
+  // Node's HTTP/2 wraps a stream that is not a socket (h2-authority.ts) and keeps it as `stream`
+  const wrapped = socket as unknown as (Record<symbol, net.Socket | undefined> & { stream?: Record<symbol, net.Socket | undefined> }) | undefined;
+  const underlying = wrapped?.[UNDERLYING_SOCKET] ?? wrapped?.stream?.[UNDERLYING_SOCKET];
   if (underlying) socket = underlying;
   if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return undefined;
   const cn = socket.getPeerCertificate()?.subject?.CN;

@@ -68,13 +68,14 @@ export function syntaxError(text: string): Error {
   return invalidArgument(goSyntaxMessage(text));
 }
 
+/** Go's json.Decoder's words for a syntax error (etcd's gateway decodes with one: a cut-short body is "unexpected EOF"). */
 function goSyntaxMessage(text: string): string {
   let i = 0;
   const ws = () => {
     while (i < text.length && ' \t\r\n'.includes(text[i])) i++;
   };
   const bad = (context: string): never => {
-    if (i >= text.length) throw new Error('unexpected end of JSON input');
+    if (i >= text.length) throw new Error('unexpected EOF');
     const c = text[i];
     throw new Error(`invalid character ${c === "'" ? "'\\''" : `'${c}'`} ${context}`);
   };
@@ -156,7 +157,7 @@ function goSyntaxMessage(text: string): string {
     value();
     ws();
     if (i < text.length) bad('after top-level value');
-    return 'unexpected end of JSON input';
+    return 'unexpected EOF';
   } catch (err) {
     return (err as Error).message;
   }

@@ -32,6 +32,7 @@ import { createDriver } from '../../drivers/registry';
 import { createGrpcServer, fastUnaryMethods } from './grpc-server';
 import { installFastUnary, type FastMethod } from './grpc-fast-unary';
 import { serveThroughHttp1 } from './h2-gateway';
+import { acceptHttp2 } from './h2-authority';
 import { keepAliveStream } from './grpc-lease';
 import { watchStream } from './grpc-watch';
 import { goStatusText, unimplemented } from '../errors';
@@ -309,7 +310,7 @@ export class EtcdAdapterServer {
     for (const raw of this.config.listenClientUrls) {
       const u = parseClientUrl(raw, '--listen-client-urls');
       const listener = createListener(u.tls ? tlsFiles : null, {
-        grpc: (socket) => injector.injectConnection(socket),
+        grpc: (socket) => acceptHttp2(socket, (conn) => injector.injectConnection(conn)),
         http: (socket) => {
           httpServer.emit('connection', socket);
           // The HTTP parser reads the handle directly; resuming delivers the sniffed bytes to it.
