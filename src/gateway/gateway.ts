@@ -7,7 +7,7 @@ import type * as protobuf from 'protobufjs';
 import type { ServiceHandlers } from '../api/context';
 import { status } from '@grpc/grpc-js';
 import { EtcdError, unimplemented } from '../errors';
-import { metaFromHttp, readBody, sendError } from './http';
+import { metaFromHttp, readBody, sendError, sendJson } from './http';
 import { protoRoot, setRequestSize } from '../proto';
 import { messageSize } from '../proto-size';
 import { fromJson, parseJson, syntaxError, toJson } from './json';
@@ -115,7 +115,7 @@ function unaryHandler(route: Route, types: { req: protobuf.Type; res: protobuf.T
       const handler = deps.unary[route.service]?.[route.method];
       if (!handler) throw unimplemented(`etcd-adapter: ${route.service}.${route.method} is not implemented`);
       const out = await handler(request, metaFromHttp(req));
-      res.status(200).type('application/json').send(toJson(types.res, out as Record<string, unknown>));
+      sendJson(res, 200, toJson(types.res, out as Record<string, unknown>));
     } catch (err) {
       sendError(res, err);
     }

@@ -20,7 +20,12 @@ export function sendError(res: Response, err: unknown): void {
     return;
   }
   const msg = JSON.stringify(details);
-  res.status(httpStatus(code)).type('application/json').send(`{"error":${msg},"message":${msg},"code":${code}}`);
+  sendJson(res, httpStatus(code), `{"error":${msg},"message":${msg},"code":${code}}`);
+}
+
+/** JSON as etcd's gateway sends it: `application/json` with no charset (express would add one to a string). */
+export function sendJson(res: Response, statusCode: number, json: string): void {
+  res.status(statusCode).set('content-type', 'application/json').send(Buffer.from(json));
 }
 
 /**

@@ -4,6 +4,7 @@
 // skips one) and /metrics (Prometheus text).
 import type express from 'express';
 import { CLUSTER_VERSION, SERVER_VERSION } from '../api/identity';
+import { sendJson } from './http';
 
 /** A named check: null when it passes, else why not. */
 export type Check = [name: string, run: () => Promise<string | null>];
@@ -42,14 +43,15 @@ async function probe(name: 'livez' | 'readyz', checks: Check[], req: express.Req
 
 export function opsRoutes(app: express.Express, deps: OpsDeps): void {
   app.get('/version', (_req, res) => {
-    res.type('application/json').send(`{"etcdserver":"${SERVER_VERSION}","etcdcluster":"${CLUSTER_VERSION}"}`);
+    sendJson(res, 200, `{"etcdserver":"${SERVER_VERSION}","etcdcluster":"${CLUSTER_VERSION}"}`);
   });
 
   app.get('/health', async (_req, res) => {
     const reason = await deps.unhealthy().catch(message);
+    // etcd writes it without a content type: Go's sniffing makes it text
     res
       .status(reason ? 503 : 200)
-      .type('application/json')
+      .type('text/plain; charset=utf-8')
       .send(`{"health":"${reason ? 'false' : 'true'}","reason":${JSON.stringify(reason ?? '')}}`);
   });
 
