@@ -367,6 +367,10 @@ export class ReadCachedDriver implements Driver {
   compact(revision: number): Promise<number> {
     return this.inner.compact(revision);
   }
+  onCommitElsewhere(listener: () => void): void {
+    this.inner.onCommitElsewhere?.(listener);
+  }
+
   stopping(): void {
     this.inner.stopping?.();
   }

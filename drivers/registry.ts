@@ -5,6 +5,7 @@
 //   sqlite:///abs/path/state.db             SQLite file (sqlite://relative/path works too)
 //   mysql://user:pass@host:3306/db          MySQL or MariaDB (mariadb:// is the same)
 //   tidb://user:pass@host:4000/db           TiDB
+//   postgres://user:pass@host:5432/db       PostgreSQL (postgresql:// is the same; ?sslmode=, ?sslrootcert=)
 //   (none)                                  SQLite at <data-dir>/state.db
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +13,8 @@ import type { Driver } from '../src/mvcc/driver';
 import { MemoryDriver } from './memory/memory-driver';
 import { MysqlClient, type MysqlTarget } from './mysql/mysql-client';
 import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
+import { PostgresClient, type PostgresTarget } from './postgres/pg-client';
+import { postgresDialect } from './postgres/pg-dialect';
 import { privateDataDir, privateSqliteFiles } from './sqlite/file-modes';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
@@ -87,8 +90,11 @@ export function createDriver(backend: string, opts: BackendOptions): Driver {
       return cached(mysqlDriver(backend, false, opts.sqlObserver), opts);
     case 'tidb':
       return cached(mysqlDriver(backend, true, opts.sqlObserver), opts);
+    case 'postgres':
+    case 'postgresql':
+      return cached(postgresDriver(backend, opts.sqlObserver), opts);
     default:
-      throw new BackendUrlError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db or tidb://user:pass@host:4000/db`);
+      throw new BackendUrlError(`unknown backend "${redact(backend)}": use memory, sqlite:///path/state.db, mysql://user:pass@host:3306/db, tidb://user:pass@host:4000/db or postgres://user:pass@host:5432/db`);
   }
 }
 
@@ -119,6 +125,20 @@ function sqliteDriver(backend: string, warn: (msg: string) => void, observer?: S
 
 export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   const shape = `${tidb ? 'tidb' : 'mysql'}://user:password@host:port/database`;
+  return { ...parseDatabaseUrl(backend, shape, tidb ? 4000 : 3306, 'root'), tidb };
+}
+
+export function parsePostgresUrl(backend: string): PostgresTarget {
+  const target = parseDatabaseUrl(backend, 'postgres://user:password@host:port/database', 5432, 'postgres');
+  const mode = target.params.sslmode;
+  if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, require, verify-ca or verify-full`);
+  }
+  if (target.params.sslrootcert && !fs.existsSync(target.params.sslrootcert)) throw new BackendError(`cannot read the CA file ${target.params.sslrootcert} (sslrootcert)`);
+  return target;
+}
+
+function parseDatabaseUrl(backend: string, shape: string, defaultPort: number, defaultUser: string): PostgresTarget {
   // more than one "@" before the path: a password with a raw "@" (or "/" or "#")
   const afterScheme = backend.replace(/^[a-z0-9+]+:\/\//i, '');
   if ((afterScheme.match(/@/g) ?? []).length > 1) throw new BackendUrlError(`bad backend URL "${redact(backend)}": more than one "@"; ${ENCODE_HINT}`);
@@ -133,7 +153,7 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   let password: string;
   try {
     database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-    user = decodeURIComponent(u.username || 'root');
+    user = decodeURIComponent(u.username || defaultUser);
     password = decodeURIComponent(u.password);
   } catch {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": a "%" must start an escape such as %40; ${ENCODE_HINT}`);
@@ -141,14 +161,19 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   if (!u.hostname) throw new BackendUrlError(`bad backend URL "${redact(backend)}": no host`);
   if (!database || database.includes('/')) throw new BackendUrlError(`bad backend URL "${redact(backend)}": name the database after the host, as ${u.protocol}//user:password@${u.host}/etcd`);
   return {
-    host: u.hostname,
-    port: u.port ? Number(u.port) : tidb ? 4000 : 3306,
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : defaultPort,
     user,
     password,
     database,
-    tidb,
     params: Object.fromEntries(u.searchParams),
   };
+}
+
+function postgresDriver(backend: string, observer?: SqlObserver): Driver {
+  const target = parsePostgresUrl(backend);
+  const client = new PostgresClient(target, postgresDialect, undefined, undefined, observer);
+  return openErrors(new SqlDriver(client, postgresDialect), `PostgreSQL at ${target.host}:${target.port}`, target);
 }
 
 function mysqlDriver(backend: string, tidb: boolean, observer?: SqlObserver): Driver {
@@ -166,7 +191,7 @@ function mysqlDriver(backend: string, tidb: boolean, observer?: SqlObserver): Dr
 }
 
 /** Turns a failure to open into a sentence about what is wrong. */
-function openErrors(driver: SqlDriver, where: string, target?: MysqlTarget): Driver {
+function openErrors(driver: SqlDriver, where: string, target?: { user: string; database: string }): Driver {
   const open = driver.open.bind(driver);
   driver.open = async () => {
     try {
@@ -179,7 +204,7 @@ function openErrors(driver: SqlDriver, where: string, target?: MysqlTarget): Dri
   return driver;
 }
 
-function describeOpenError(err: unknown, where: string, target?: MysqlTarget): string {
+function describeOpenError(err: unknown, where: string, target?: { user: string; database: string }): string {
   const e = (err as { cause?: unknown }).cause ?? err;
   const code = (e as { code?: string }).code;
   const message = (e as Error).message ?? code ?? String(e);
@@ -192,10 +217,14 @@ function describeOpenError(err: unknown, where: string, target?: MysqlTarget): s
     case 'ETIMEDOUT':
       return `cannot connect to ${where}: timed out`;
     case 'ER_ACCESS_DENIED_ERROR':
+    case '28P01': // PostgreSQL: invalid_password
+    case '28000': // PostgreSQL: invalid_authorization_specification (no such role, pg_hba refuses)
       return `${where} refused user "${target?.user}": access denied (check the user and password)`;
     case 'ER_BAD_DB_ERROR':
+    case '3D000': // PostgreSQL: invalid_catalog_name
       return `${where} has no database "${target?.database}" (create it first: CREATE DATABASE ${target?.database})`;
     case 'ER_DBACCESS_DENIED_ERROR':
+    case '42501': // PostgreSQL: insufficient_privilege
       return `${where}: user "${target?.user}" may not use database "${target?.database}"`;
     default:
       return `cannot use ${where}: ${message}`;

@@ -9,8 +9,9 @@ import * as assert from 'node:assert/strict';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch, httpWatch, type Collected } from './helpers/watch-client';
-import { backendsUnderTest, createMysqlDatabase, freshBackend, type FreshBackend } from './helpers/backends';
-import { mariadbInstalled, startPrivateMariadb, type PrivateMariadb } from './helpers/mariadb';
+import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
+import { mariadbInstalled, startPrivateMariadb } from './helpers/mariadb';
+import { postgresInstalled, startPrivatePostgres } from './helpers/private-postgres';
 import { waitFor } from './helpers/ports';
 
 interface Acked {
@@ -99,11 +100,11 @@ describe('faults', () => {
 
   for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
     it(`kill -9 during writes loses no acknowledged write (${kind})`, async () => {
-      const fresh: FreshBackend = kind === 'mysql' ? await createMysqlDatabase() : await freshBackend(kind);
+      const fresh: FreshBackend = await freshBackend(kind);
       cleanup.push(() => fresh.drop());
       const a = await spawnAdapter(['--backend', fresh.url]);
-      // On MariaDB, a second instance with a watcher that must not notice.
-      const b2: SpawnedAdapter | null = kind === 'mysql' ? await spawnAdapter(['--backend', fresh.url, '--poll-interval', '50ms']) : null;
+      // On a shared database, a second instance with a watcher that must not notice.
+      const b2: SpawnedAdapter | null = kind === 'mysql' || kind === 'postgres' ? await spawnAdapter(['--backend', fresh.url, '--poll-interval', '50ms']) : null;
       cleanup.push(async () => b2?.stop());
       const ca = new EtcdGrpcClient(a.endpoint);
       const start = Number((await ca.range({ key: b('x') })).header.revision) + 1;
@@ -134,12 +135,16 @@ describe('faults', () => {
   }
 
   /**
-   * An adapter on a private MariaDB with 4 writers and a gRPC and an HTTP watcher on `prefix`;
+   * An adapter on a private database server with 4 writers and a gRPC and an HTTP watcher on `prefix`;
    * `fault` runs once writes flow, then the test waits for recovery and checks that nothing was
    * lost: every failure UNAVAILABLE, watchers gapless with every acknowledged write, writes durable.
    */
-  async function outage(prefix: string, fault: (db: PrivateMariadb, s: SpawnedAdapter, c: EtcdGrpcClient, w: ReturnType<typeof writers>) => Promise<void>): Promise<void> {
-    const db = await startPrivateMariadb();
+  async function outage<Db extends { createDatabase(): Promise<string>; destroy(): Promise<void> }>(
+    startDb: () => Promise<Db>,
+    prefix: string,
+    fault: (db: Db, s: SpawnedAdapter, c: EtcdGrpcClient, w: ReturnType<typeof writers>) => Promise<void>,
+  ): Promise<void> {
+    const db = await startDb();
     cleanup.push(() => db.destroy());
     const s = await spawnAdapter(['--backend', await db.createDatabase(), '--poll-interval', '50ms']);
     cleanup.push(() => s.stop());
@@ -173,24 +178,40 @@ describe('faults', () => {
   }
 
   it('MariaDB killed during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed' }, async () => {
-    await outage('o/', async (db, s, _c, w) => {
+    await outage(startPrivateMariadb, 'o/', async (db, s, _c, w) => {
       await db.kill();
       try {
-        await waitFor('/health to say 503', async () => ((await fetch(`${s.url}/health`)).status === 503 ? true : undefined), 30000);
-        assert.equal((await fetch(`${s.url}/readyz`)).status, 503, '/readyz: not ready while the database is down');
-        assert.equal((await fetch(`${s.url}/livez`)).status, 200, '/livez: the process itself is fine');
-        const put = await fetch(`${s.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: 'eA==', value: 'eA==' }) });
-        assert.equal(put.status, 503, 'an HTTP write answers 503');
-        assert.equal(((await put.json()) as { code: number }).code, 14);
-        await waitFor('a write to fail while the database is down', async () => (w.errors.length > 0 ? true : undefined), 30000);
+        await downAndBack(s, w);
       } finally {
         await db.start();
       }
     });
   });
 
+  it('PostgreSQL crashed (immediate shutdown) during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled()) && 'postgres is not under test or not installed' }, async () => {
+    await outage(startPrivatePostgres, 'p/', async (db, s, _c, w) => {
+      await db.crash();
+      try {
+        await downAndBack(s, w);
+      } finally {
+        await db.start();
+      }
+    });
+  });
+
+  /** While the database is down: /health and /readyz 503, /livez 200, writes 503 with code 14. */
+  async function downAndBack(s: SpawnedAdapter, w: ReturnType<typeof writers>): Promise<void> {
+    await waitFor('/health to say 503', async () => ((await fetch(`${s.url}/health`)).status === 503 ? true : undefined), 30000);
+    assert.equal((await fetch(`${s.url}/readyz`)).status, 503, '/readyz: not ready while the database is down');
+    assert.equal((await fetch(`${s.url}/livez`)).status, 200, '/livez: the process itself is fine');
+    const put = await fetch(`${s.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: 'eA==', value: 'eA==' }) });
+    assert.equal(put.status, 503, 'an HTTP write answers 503');
+    assert.equal(((await put.json()) as { code: number }).code, 14);
+    await waitFor('a write to fail while the database is down', async () => (w.errors.length > 0 ? true : undefined), 30000);
+  }
+
   it('MariaDB frozen (SIGSTOP): requests answer UNAVAILABLE in bounded time, /health 503, full recovery on thaw, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed', timeout: 180_000 }, async (t) => {
-    await outage('f/', async (db, s, c) => {
+    await outage(startPrivateMariadb, 'f/', async (db, s, c) => {
       db.freeze();
       try {
         // The database never answers while frozen: each request must answer by itself.

@@ -1,4 +1,4 @@
-// Leases and auth shared by several instances on one MariaDB database: a
+// Leases and auth shared by several instances on one MariaDB (and PostgreSQL) database: a
 // keepalive sent to any instance keeps the lease for all, each expiry happens
 // once (one DELETE per key, whichever instance watches), TTLs survive a
 // restart of every instance, a token from one instance works on another, and
@@ -10,13 +10,14 @@ import * as grpc from '@grpc/grpc-js';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch } from './helpers/watch-client';
-import { backendsUnderTest, createMysqlDatabase, type FreshBackend } from './helpers/backends';
+import { sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
 import { waitFor } from './helpers/ports';
 import { etcdctl } from './helpers/etcdctl';
 
 const POLL = '50ms';
 
-describe('leases and auth across instances on one MariaDB', { skip: !backendsUnderTest().includes('mysql') && 'mysql is not under test' }, () => {
+for (const shared of sharedBackendsUnderTest()) {
+describe(`leases and auth across instances on one ${shared.label}`, () => {
   let db: FreshBackend;
   let servers: SpawnedAdapter[] = [];
   let clients: EtcdGrpcClient[] = [];
@@ -29,7 +30,7 @@ describe('leases and auth across instances on one MariaDB', { skip: !backendsUnd
     await Promise.all(servers.map((s) => s.stop()));
   };
   before(async () => {
-    db = await createMysqlDatabase();
+    db = await shared.create();
     await start();
   });
   after(async () => {
@@ -134,13 +135,13 @@ describe('leases and auth across instances on one MariaDB', { skip: !backendsUnd
   });
 });
 
-describe('auth tokens across instances: valid from their last use, wherever used', { skip: !backendsUnderTest().includes('mysql') && 'mysql is not under test' }, () => {
+describe(`auth tokens across instances on one ${shared.label}: valid from their last use, wherever used`, () => {
   const TTL_S = 3;
   let db: FreshBackend;
   let servers: SpawnedAdapter[] = [];
   let clients: EtcdGrpcClient[] = [];
   before(async () => {
-    db = await createMysqlDatabase();
+    db = await shared.create();
     servers = await Promise.all([0, 1].map((i) => spawnAdapter(['--backend', db.url, '--name', `t-${i}`, '--poll-interval', POLL, '--auth-token-ttl', String(TTL_S)])));
     clients = servers.map((s) => new EtcdGrpcClient(s.endpoint));
   });
@@ -181,3 +182,4 @@ describe('auth tokens across instances: valid from their last use, wherever used
     }, 30000);
   });
 });
+}

@@ -1,4 +1,4 @@
-// Three adapter processes on one MariaDB database, as sidecars share one
+// Three adapter processes on one MariaDB (and one PostgreSQL) database, as sidecars share one
 // database: concurrent writers on each (compare-and-swap counters among them),
 // watchers on each. Every instance must hand out one revision sequence, every
 // CAS increment must count exactly once, and every watcher on every instance
@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch, httpWatch, type GrpcWatch, type HttpWatch } from './helpers/watch-client';
-import { backendsUnderTest, createMysqlDatabase, type FreshBackend } from './helpers/backends';
+import { sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
 
 const INSTANCES = 3;
 const COUNTERS = ['cas/a', 'cas/b'];
@@ -40,11 +40,12 @@ function eventsOf(responses: any[]): string[] {
   return out;
 }
 
-describe('several instances on one MariaDB', { skip: !backendsUnderTest().includes('mysql') && 'mysql is not under test' }, () => {
+for (const shared of sharedBackendsUnderTest()) {
+describe(`several instances on one ${shared.label}`, () => {
   let db: FreshBackend;
   let servers: SpawnedAdapter[] = [];
   before(async () => {
-    db = await createMysqlDatabase();
+    db = await shared.create();
     servers = await Promise.all(Array.from({ length: INSTANCES }, (_, i) => spawnAdapter(['--backend', db.url, '--name', `sidecar-${i}`, '--poll-interval', '50ms'])));
   });
   after(async () => {
@@ -142,3 +143,4 @@ describe('several instances on one MariaDB', { skip: !backendsUnderTest().includ
     for (const c of clients) c.close();
   });
 });
+}

@@ -55,7 +55,8 @@ async function checkInstalled(dir: string): Promise<void> {
 describe('packaging', () => {
   it('a packed tarball installs into a new project and runs', async () => {
     const packDir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-pack-'));
-    const { stdout } = await run('npm', ['pack', '--pack-destination', packDir, '--loglevel=error'], { cwd: REPO, ...LONG });
+    // the dist/ that `npm test` built (packing without scripts: no rebuild under the other tests' feet)
+    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', packDir, '--loglevel=error'], { cwd: REPO, ...LONG });
     const tarball = path.join(packDir, stdout.trim().split('\n').pop()!);
     const project = await newProject();
     await npmInstall(project, tarball);

@@ -69,6 +69,7 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
     beginWrite: `${WRITE_LOCK_SELECT} FOR UPDATE`,
     beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
     least: (a, b) => `LEAST(${a}, ${b})`,
+    emptyBytes: "x''",
     insertMeta: 'INSERT IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
     beginCompaction: 'SELECT compacted_to, compacted_sub FROM etcd_compaction WHERE id = 1 FOR UPDATE',
     statsQuery: `SELECT COALESCE(SUM(data_length + index_length + data_free), 0) AS size, COALESCE(SUM(data_free), 0) AS free

@@ -1,9 +1,10 @@
 // What differs between the SQL databases, as data: DDL, the upsert form, how
 // a writer takes the revision lock, limits. The generic driver builds every
 // other statement the same way for all of them.
+import type { Statement } from './sql-client';
 
 export interface Dialect {
-  /** "sqlite", "mysql" or "tidb": for logs and status. */
+  /** "sqlite", "mysql", "tidb" or "postgres": for logs and status. */
   readonly name: string;
   /** The longest key the schema stores (an index limit); longer keys are refused. */
   readonly maxKeyBytes: number;
@@ -37,6 +38,10 @@ export interface Dialect {
   readonly reclaim: string[];
   /** Rewrites the tables compactly (Defragment). */
   readonly defragment: string[];
+  /** An empty byte string as an SQL expression (a value column of keys-only and count reads). */
+  readonly emptyBytes: string;
+  /** A statement that, committed with a write, tells other instances of the new revision (PostgreSQL's NOTIFY). */
+  commitNotice?(revision: number): Statement;
   /** The smaller of two integer expressions. */
   least(a: string, b: string): string;
   /** Runs fn while holding a named database lock, if the database has them. */

@@ -50,6 +50,10 @@ export interface SqlClient extends SqlExecutor {
   transaction<T>(begin: Statement, fn: (tx: SqlExecutor, locked: Row) => Promise<WriteOutcome<T>>, deadline?: number): Promise<T>;
   /** Runs fn against one consistent snapshot; `begin` reads the meta row inside it. */
   snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T>;
+  /** Runs fn on one connection while holding the database's schema lock (schema migrations of instances starting together). */
+  exclusive?<T>(fn: (ex: SqlExecutor) => Promise<T>): Promise<T>;
+  /** Where the database announces commits (PostgreSQL's LISTEN/NOTIFY): calls onCommit with each new revision (0: maybe missed some). */
+  listen?(onCommit: (revision: number) => void): void;
   /** Why the database is failing (its last answer was a fault or nothing in time), or null. */
   failing(): string | null;
   close(): Promise<void>;

@@ -105,23 +105,34 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   private async migrate(): Promise<void> {
-    const { dialect } = this;
-    const lock = dialect.schemaLock;
+    // Instances starting together take turns (a database lock on one connection, where the client has one).
+    if (this.client.exclusive) return this.client.exclusive((ex) => this.migrateOn(ex));
+    const lock = this.dialect.schemaLock;
     if (lock) await this.client.all(lock.acquire, [], UNBOUNDED).catch(() => undefined);
     try {
-      // Version 1 creates the tables idempotently; instances starting together may both run it.
-      for (const sql of dialect.migrations[0]) await this.client.run(sql, [], UNBOUNDED);
-      const clusterId = (randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn).toString();
-      await this.client.run(dialect.insertMeta, [clusterId]);
-      const [meta] = await this.client.all('SELECT schema_version FROM etcd_meta WHERE id = 1');
-      // Later versions, each once, in order.
-      for (let v = Number(meta.schema_version); v < dialect.migrations.length; v++) {
-        for (const sql of dialect.migrations[v]) await this.client.run(sql, [], UNBOUNDED);
-        await this.client.run('UPDATE etcd_meta SET schema_version = ? WHERE id = 1', [v + 1]);
-      }
+      await this.migrateOn(this.client);
     } finally {
       if (lock) await this.client.all(lock.release).catch(() => undefined);
     }
+  }
+
+  private async migrateOn(ex: SqlExecutor): Promise<void> {
+    const { dialect } = this;
+    // Version 1 creates the tables idempotently; instances starting together may both run it.
+    for (const sql of dialect.migrations[0]) await ex.run(sql, [], UNBOUNDED);
+    const clusterId = (randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn).toString();
+    await ex.run(dialect.insertMeta, [clusterId]);
+    const [meta] = await ex.all('SELECT schema_version FROM etcd_meta WHERE id = 1');
+    // Later versions, each once, in order.
+    for (let v = Number(meta.schema_version); v < dialect.migrations.length; v++) {
+      for (const sql of dialect.migrations[v]) await ex.run(sql, [], UNBOUNDED);
+      await ex.run('UPDATE etcd_meta SET schema_version = ? WHERE id = 1', [v + 1]);
+    }
+  }
+
+  /** Calls `listener` as commits (of any instance) are announced, where the database announces them. */
+  onCommitElsewhere(listener: () => void): void {
+    this.client.listen?.(() => listener());
   }
 
   /** Why the database is failing right now (its last answer was a fault or came too late), or null. */
@@ -161,7 +172,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
         const [row] = await tx.all(`SELECT COUNT(*) AS n FROM etcd_kv WHERE ${w.sql}`, w.params);
         return { kvs: [], count: Number(row.n) };
       }
-      const value = q.keysOnly ? "x'' AS v" : 'v';
+      const value = q.keysOnly ? `${this.dialect.emptyBytes} AS v` : 'v';
       const limit = q.limit > 0 ? ` LIMIT ${q.limit}` : '';
       const rows = await tx.all(
         `SELECT k, ${value}, create_revision, mod_revision, version, lease, COUNT(*) OVER () AS n FROM etcd_kv WHERE ${w.sql} ORDER BY k${limit}`,
@@ -171,7 +182,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     }
     // History: each key's last version at or below the revision, when it is not a deletion.
     const h = where(q, 'l.k');
-    const value = q.keysOnly || q.countOnly ? "x'' AS v" : 'l.v';
+    const value = q.keysOnly || q.countOnly ? `${this.dialect.emptyBytes} AS v` : 'l.v';
     const limit = q.limit > 0 && !q.countOnly ? ` LIMIT ${q.limit}` : '';
     const rows = await tx.all(
       `SELECT l.k, ${value}, l.create_revision, l.revision AS mod_revision, l.version, l.lease, COUNT(*) OVER () AS n
@@ -319,6 +330,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
       (rows) => out.push({ sql: `DELETE FROM etcd_kv WHERE k IN (${rows.map(() => '?').join(', ')})`, params: rows.flat() }),
     );
     if (revision > 0) out.push({ sql: 'UPDATE etcd_meta SET revision = ? WHERE id = 1', params: [revision] });
+    if (revision > 0 && this.dialect.commitNotice) out.push(this.dialect.commitNotice(revision));
     if (compactTo !== null) out.push({ sql: 'UPDATE etcd_meta SET compact_revision = ? WHERE id = 1', params: [compactTo] });
     return out;
   }

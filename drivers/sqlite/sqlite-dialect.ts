@@ -14,6 +14,7 @@ export const sqliteDialect: Dialect = {
   beginWrite: WRITE_LOCK_SELECT,
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   least: (a, b) => `MIN(${a}, ${b})`,
+  emptyBytes: "x''",
   insertMeta: 'INSERT OR IGNORE INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1)',
   beginCompaction: 'SELECT compacted_to, compacted_sub FROM etcd_compaction WHERE id = 1',
   statsQuery: `SELECT (SELECT page_count FROM pragma_page_count()) * (SELECT page_size FROM pragma_page_size()) AS size,

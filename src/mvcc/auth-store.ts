@@ -222,7 +222,8 @@ export class AuthStore {
   /** Re-read the shared document if another instance changed it. */
   async refresh(): Promise<void> {
     const stored = await this.store.driver.getDoc(DOC);
-    if (stored && stored.version !== this.docVersion) this.adopt(fromStored(stored.value as StoredDoc), stored.version);
+    // only forward: a refresh that read before a local change committed must not undo it here
+    if (stored && stored.version > this.docVersion) this.adopt(fromStored(stored.value as StoredDoc), stored.version);
   }
 
   private adopt(doc: AuthDoc, version: number): void {

@@ -173,6 +173,8 @@ export interface Driver {
   /** Connect, migrate the schema, load the meta. Throws a clear error when it cannot. */
   open(): Promise<void>;
   close(): Promise<void>;
+  /** Calls `listener` soon after any instance commits, where the store can tell (PostgreSQL's NOTIFY); polling covers the rest. */
+  onCommitElsewhere?(listener: () => void): void;
   /** A shutdown begins: long work (physical compaction) stops at its next step; requests are still served until close(). */
   stopping?(): void;
   /**

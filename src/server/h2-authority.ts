@@ -256,6 +256,7 @@ export function acceptHttp2(socket: Duplex, deliver: (conn: Duplex) => void): vo
 
   const handOver = (rewrite: boolean) => {
     socket.removeListener('data', onData);
+    socket.removeListener('error', onError);
     if (timer) clearTimeout(timer);
     const already = Buffer.concat([...kept, buf]);
     if (rewrite) {
@@ -300,6 +301,9 @@ export function acceptHttp2(socket: Duplex, deliver: (conn: Duplex) => void): vo
     }
   };
   socket.on('data', onData);
+  // a client that resets before its first request: nobody else listens yet (an unheard 'error' would end the process)
+  const onError = () => socket.destroy();
+  socket.on('error', onError);
   socket.once('close', () => timer && clearTimeout(timer));
   socket.resume();
 }

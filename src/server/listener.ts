@@ -17,12 +17,16 @@ export interface Routes {
 /** Reads just enough of the connection to classify it, then hands it over with nothing consumed. */
 export function route(socket: net.Socket, routes: Routes): void {
   let head = Buffer.alloc(0);
+  // reset before it said anything: nobody else listens yet (an unheard 'error' would end the process)
+  const onError = () => socket.destroy();
+  socket.on('error', onError);
   const onData = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk]);
     const n = Math.min(head.length, SNIFF_BYTES);
     const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
     if (isH2 && head.length < SNIFF_BYTES) return; // undecided: wait for more
     socket.removeListener('data', onData);
+    socket.removeListener('error', onError);
     socket.pause();
     socket.unshift(head);
     if (isH2) routes.grpc(socket);

@@ -134,6 +134,8 @@ export class EtcdAdapterServer {
     const hub = (this.hub = new WatchHub(driver, { batchRevisions: 100, pollIntervalMs, catchUpConcurrency: 8, onLog: (log, after) => telemetry.onLog(log, after) }, (rev) => store.observe(rev)));
     await hub.start();
     store.on('commit', () => hub.wake());
+    // other instances' commits, at once where the database announces them
+    driver.onCommitElsewhere?.(() => hub.wake());
     this.compactor = new AutoCompactor(store, retentionOf(config), logger, config.autoCompactionCheckMs);
     this.compactor.start();
     const lessor = (this.lessor = new Lessor(store));

@@ -1,0 +1,95 @@
+// A private PostgreSQL server for fault tests: initdb into a temporary
+// directory, its own port, started and crashed by the test. The machine's
+// shared server on 5432 is never touched. PostgreSQL refuses to run as root:
+// as root, the server runs as the `postgres` user.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pg from 'pg';
+import { freePort, waitFor } from './ports';
+
+const BIN = ['/usr/lib/postgresql/15/bin', ...fs.readdirSync('/usr/lib/postgresql').map((v) => `/usr/lib/postgresql/${v}/bin`)].find((d) => fs.existsSync(path.join(d, 'initdb')));
+
+export interface PrivatePostgres {
+  port: number;
+  /** postgres://postgres@127.0.0.1:port (append /database). */
+  url: string;
+  createDatabase(): Promise<string>;
+  /** Immediate shutdown (SIGQUIT to the postmaster): every backend dies at once, no checkpoint; recovery at the next start. */
+  crash(): Promise<void>;
+  /** Start again on the same data directory and port. */
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export function postgresInstalled(): boolean {
+  return BIN !== undefined;
+}
+
+async function alive(port: number): Promise<boolean> {
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1000 });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    await c.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+  if (!BIN) throw new Error('PostgreSQL server binaries are not installed');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-pg-'));
+  const data = path.join(dir, 'data');
+  const asRoot = process.getuid?.() === 0;
+  const ids = asRoot ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {};
+  if (asRoot) fs.chownSync(dir, ids.uid!, ids.gid!);
+  execFileSync(path.join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore', cwd: dir });
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+  let log = '';
+
+  const start = async () => {
+    const c = spawn(path.join(BIN, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60'], {
+      ...ids,
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    child = c;
+    c.stderr!.on('data', (d) => (log = (log + d).slice(-4000)));
+    exited = new Promise((resolve) => c.once('exit', () => resolve()));
+    await waitFor(`private PostgreSQL on port ${port}`, async () => {
+      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`postgres exited: ${log}`);
+      return (await alive(port)) ? true : undefined;
+    }, 60000);
+  };
+
+  const crash = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGQUIT');
+    await exited;
+  };
+
+  await start();
+  const url = `postgres://postgres@127.0.0.1:${port}`;
+  return {
+    port,
+    url,
+    async createDatabase() {
+      const name = `etcd_fault_${Math.random().toString(16).slice(2, 10)}`;
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+      await c.connect();
+      await c.query(`CREATE DATABASE ${name}`);
+      await c.end();
+      return `${url}/${name}`;
+    },
+    crash,
+    start,
+    async destroy() {
+      await crash();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,153 @@
+// PostgreSQL as a backend, beyond the suites every backend runs:
+// - the plans of the driver's own statements on a table of 100,000 keys: every
+//   range, prefix, count, history read and log tail is an index scan;
+// - LISTEN/NOTIFY: an instance whose poll interval is an hour still sees
+//   another instance's commit at once (only the notification can wake it);
+// - clear start-up errors: a missing database, nothing listening, a bad URL.
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import pg from 'pg';
+import { PostgresClient, numbered } from '../drivers/postgres/pg-client';
+import { postgresDialect } from '../drivers/postgres/pg-dialect';
+import { parsePostgresUrl } from '../drivers/registry';
+import { SqlDriver } from '../drivers/sql/sql-driver';
+import type { Row, SqlExecutor } from '../drivers/sql/sql-client';
+import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './helpers/backends';
+import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { freePort, waitFor } from './helpers/ports';
+import { BIN, spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
+import { grpcWatch } from './helpers/watch-client';
+
+const KEYS = 100_000;
+const skip = !backendsUnderTest().includes('postgres') && 'postgres is not under test';
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+describe('PostgreSQL: plans on 100,000 keys', { skip }, () => {
+  let db: FreshBackend;
+  let driver: SqlDriver;
+  let raw: pg.Client;
+  const seen: { sql: string; params: unknown[] }[] = [];
+
+  before(async () => {
+    db = await createPostgresDatabase();
+    const client = new PostgresClient(parsePostgresUrl(db.url), postgresDialect);
+    // every statement the driver sends, to be explained
+    const recording = (ex: SqlExecutor): SqlExecutor => ({
+      all: (sql, params = [], opts) => (seen.push({ sql, params }), ex.all(sql, params, opts)),
+      run: (sql, params = [], opts) => (seen.push({ sql, params }), ex.run(sql, params, opts)),
+    });
+    const snapshot = client.snapshot.bind(client);
+    client.snapshot = <T>(begin: { sql: string; params: unknown[] }, fn: (tx: SqlExecutor, meta: Row) => Promise<T>) => snapshot(begin, (tx, meta) => fn(recording(tx), meta));
+    const all = client.all.bind(client);
+    client.all = (sql, params = [], opts) => (seen.push({ sql, params }), all(sql, params, opts));
+    driver = new SqlDriver(client, postgresDialect);
+    await driver.open();
+    raw = new pg.Client({ connectionString: db.url });
+    await raw.connect();
+    // 100,000 keys, each written once at its own revision, and the log behind them
+    await raw.query(`INSERT INTO etcd_kv SELECT convert_to('key/' || lpad(i::text, 6, '0'), 'UTF8'), '\\x76'::bytea, i + 1, i + 1, 1, 0 FROM generate_series(1, ${KEYS}) i`);
+    await raw.query(`INSERT INTO etcd_log SELECT i + 1, 0, convert_to('key/' || lpad(i::text, 6, '0'), 'UTF8'), '\\x76'::bytea, i + 1, 1, 0, 0, 0 FROM generate_series(1, ${KEYS}) i`);
+    await raw.query(`UPDATE etcd_meta SET revision = ${KEYS + 1} WHERE id = 1`);
+    await raw.query('ANALYZE');
+  });
+  after(async () => {
+    await raw?.end();
+    await driver?.close();
+    await db?.drop();
+  });
+
+  it('every range, prefix, count, history read and log read is an index scan', async () => {
+    const key = (i: number) => Buffer.from(`key/${String(i).padStart(6, '0')}`);
+    const head = KEYS + 1;
+    const reads = [
+      { key: key(500), end: null }, // one key
+      { key: Buffer.from('key/0012'), end: Buffer.from('key/0013') }, // a prefix of 100 keys
+      { key: Buffer.from('key/05'), end: Buffer.from('key/06') }, // a prefix of 10,000 keys
+    ];
+    for (const r of reads) {
+      for (const rev of [head, head - 50_000]) {
+        for (const q of [
+          { limit: 0, countOnly: false, keysOnly: false },
+          { limit: 10, countOnly: false, keysOnly: false },
+          { limit: 0, countOnly: true, keysOnly: false },
+          { limit: 0, countOnly: false, keysOnly: true },
+        ]) {
+          await driver.read((v) => v.range({ ...r, revision: rev, ...q }));
+        }
+      }
+    }
+    await driver.readLog(head - 100, 100);
+    await driver.readLog(head - 100, 100, { key: Buffer.from('key/'), end: Buffer.from('key0') });
+    await driver.getVersions([{ key: key(7), revision: 8 }]);
+    const statements = seen.filter((s) => /etcd_(kv|log)/.test(s.sql) && s.sql.trim().startsWith('SELECT'));
+    assert.ok(statements.length >= 50, `${statements.length} statements explained`);
+    for (const st of statements) {
+      const { rows } = await raw.query({ text: `EXPLAIN (FORMAT JSON) ${numbered(st.sql)}`, values: st.params });
+      const plan = nodes((rows[0]['QUERY PLAN'] as { Plan: PlanNode }[])[0].Plan);
+      const scans = plan.filter((n) => n['Relation Name'] === 'etcd_kv' || n['Relation Name'] === 'etcd_log');
+      const seq = scans.filter((n) => n['Node Type'] === 'Seq Scan');
+      assert.deepEqual(seq, [], `a sequential scan in\n${st.sql}\n${JSON.stringify(plan.map((n) => [n['Node Type'], n['Relation Name'], n['Index Name']]))}`);
+      assert.ok(scans.length > 0 && scans.every((n) => /Index|Bitmap/.test(n['Node Type'])), st.sql);
+    }
+  });
+});
+
+describe('PostgreSQL: LISTEN/NOTIFY', { skip }, () => {
+  let db: FreshBackend;
+  let servers: SpawnedAdapter[] = [];
+  before(async () => {
+    db = await createPostgresDatabase();
+    // polls an hour apart: a watcher on one instance sees the other's writes only if notified
+    servers = await Promise.all([0, 1].map((i) => spawnAdapter(['--backend', db.url, '--name', `n-${i}`, '--poll-interval', '1h'])));
+  });
+  after(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    await db?.drop();
+  });
+
+  it("a commit on one instance wakes the other's watchers at once", async () => {
+    const [a, c] = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+    const w = grpcWatch(c);
+    w.send({ create_request: { key: b('n/'), range_end: b('n0') } });
+    await w.waitFor(1);
+    for (let i = 0; i < 20; i++) await a.put({ key: b(`n/${i}`), value: b(String(i)) });
+    const events = () => w.responses.flatMap((r: any) => r.events ?? []).map((e: any) => e.kv.key.toString());
+    await waitFor('the other instance to deliver every event', async () => (events().length >= 20 ? true : undefined));
+    assert.deepEqual(events(), Array.from({ length: 20 }, (_, i) => `n/${i}`));
+    w.close();
+    a.close();
+    c.close();
+  });
+});
+
+describe('PostgreSQL: start-up errors', { skip }, () => {
+  const start = (backend: string) => spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
+
+  it('a missing database, nothing listening, a bad URL: one clear sentence each, and the documented exit status', async () => {
+    const missing = start('postgres://postgres@127.0.0.1:5432/no_such_database_here');
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /PostgreSQL at 127\.0\.0\.1:5432 has no database "no_such_database_here"/);
+    const port = await freePort();
+    const down = start(`postgresql://postgres:secret@127.0.0.1:${port}/db`);
+    assert.equal(down.status, 1);
+    assert.match(down.stderr, new RegExp(`cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${port}: connection refused`));
+    assert.doesNotMatch(down.stderr, /secret/);
+    const badMode = start('postgres://postgres@127.0.0.1:5432/db?sslmode=sometimes');
+    assert.equal(badMode.status, 2);
+    assert.match(badMode.stderr, /sslmode must be disable, require, verify-ca or verify-full/);
+    const noDb = start('postgres://postgres@127.0.0.1:5432');
+    assert.equal(noDb.status, 2);
+    assert.match(noDb.stderr, /name the database after the host/);
+  });
+});
