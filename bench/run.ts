@@ -4,11 +4,12 @@
 //   BENCH_SECONDS=5        measured seconds per round (after 1 s of warm-up)
 //   BENCH_ROUNDS=3         rounds per scenario, alternating which server goes
 //                          first; the round with the median throughput is shown
-//   BENCH_BACKENDS=memory,sqlite,mysql   which storage backends to measure
+//   BENCH_BACKENDS=memory,sqlite,mysql   which storage backends to measure (postgres too)
 //   BENCH_SUITES=kv,watch,cross,auth,compaction,metrics     which parts
 //                          (metrics: the KV rows with --metrics off vs on, no etcd)
 //   BENCH_COMPACTION=40000                superseded versions in the compaction suite
 //   BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306   a scratch database is created there
+//   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432   likewise
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,17 +20,19 @@ import { fanout, idleHttpWatches, memoryPerWatcher, pooled, type FanoutResult } 
 import { authTable } from './auth';
 import { compactionTable } from './compaction';
 import { metricsCostTable } from './metrics-cost';
-import { createMysqlDatabase } from '../test/helpers/backends';
+import { createMysqlDatabase, createPostgresDatabase } from '../test/helpers/backends';
 
 const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth,compaction,metrics').split(','));
 const COMPACTION_VERSIONS = Number(process.env.BENCH_COMPACTION ?? 40_000);
 const backends = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,mysql').split(',');
 if (process.env.BENCH_MYSQL_URL) process.env.TEST_MYSQL_URL = process.env.BENCH_MYSQL_URL;
+if (process.env.BENCH_POSTGRES_URL) process.env.TEST_POSTGRES_URL = process.env.BENCH_POSTGRES_URL;
 
 const GOALS: Record<string, { put: number; range: number }> = {
   memory: { put: 1.2, range: 1.0 },
   sqlite: { put: 0.5, range: 1.0 },
   mysql: { put: 0.3, range: 1.0 },
+  postgres: { put: 0.6, range: 1.0 },
 };
 const RATE = 20;
 const WATCHERS_FOR_MEMORY = 10_000;
@@ -40,7 +43,7 @@ async function backendUrl(kind: string): Promise<{ url: string; drop(): Promise<
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-bench-'));
     return { url: `sqlite://${path.join(dir, 'state.db')}`, drop: async () => fs.rmSync(dir, { recursive: true, force: true }) };
   }
-  return createMysqlDatabase();
+  return kind === 'postgres' ? createPostgresDatabase() : createMysqlDatabase();
 }
 
 async function watchTable(ref: BenchServer, ours: BenchServer, sizes: [number, number][]): Promise<string> {
@@ -83,7 +86,8 @@ async function crossInstance(kind: string, pollMs: number): Promise<string> {
     const runs: FanoutResult[] = [];
     for (let i = 0; i < rounds; i++) runs.push(await fanout(b, 10, 2, RATE, seconds, a));
     const r = pooled(runs);
-    const goal = pollMs + 20;
+    // PostgreSQL is woken by NOTIFY, not by the poll (issue 14's goal: p99 under 15 ms)
+    const goal = kind === 'postgres' ? 15 : pollMs + 20;
     return `| ${kind} | ${pollMs} ms | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.delivered}/${r.expected} | ${r.p99Ms < goal ? 'met' : 'MISSED'} (p99 < ${goal} ms) |`;
   } finally {
     await a.stop();

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import mysql from 'mysql2/promise';
+import pg from 'pg';
 import { startServer } from '../src/index';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { backendsUnderTest, freshBackend } from './helpers/backends';
@@ -23,10 +24,26 @@ async function logRows(url: string): Promise<number> {
     db.close();
     return n;
   }
+  if (url.startsWith('postgres')) return Number((await onPostgres(url, 'SELECT COUNT(*) AS n FROM etcd_log')).n);
   const conn = await mysql.createConnection(url);
   const [rows] = await conn.query('SELECT COUNT(*) AS n FROM etcd_log');
   await conn.end();
   return Number((rows as { n: number }[])[0].n);
+}
+
+async function onPostgres(url: string, sql: string): Promise<Record<string, unknown>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows[0];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Bytes of the PostgreSQL tables (heap, indexes, TOAST): what VACUUM after each compaction keeps from growing. */
+async function postgresBytes(url: string): Promise<number> {
+  return Number((await onPostgres(url, "SELECT pg_total_relation_size('etcd_log') + pg_total_relation_size('etcd_kv') AS n")).n);
 }
 
 /** Bytes the SQLite database has in use (pages minus free pages, as of the latest commit, WAL included). */
@@ -81,7 +98,7 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
       await burst(3000, 'a');
       const rev1 = await settle();
       const rows1 = await logRows(fresh.url);
-      const bytes1 = kind === 'sqlite' ? inUseBytes(fresh.url) : 0;
+      const bytes1 = kind === 'sqlite' ? inUseBytes(fresh.url) : kind === 'postgres' ? await postgresBytes(fresh.url) : 0;
       assert.ok(rows1 <= KEYS + RETAIN * 2, `log rows after the first burst: ${rows1}`);
 
       await burst(3000, 'b');
@@ -89,12 +106,12 @@ for (const kind of backendsUnderTest().filter((k) => k !== 'memory')) {
       assert.ok(rev2 >= rev1 + 2500, 'the second burst wrote as much as the first');
       const rows2 = await logRows(fresh.url);
       assert.ok(rows2 <= KEYS + RETAIN * 2, `log rows after the second burst: ${rows2}`);
-      if (kind === 'sqlite') {
-        const bytes2 = inUseBytes(fresh.url);
+      if (kind === 'sqlite' || kind === 'postgres') {
+        const bytes2 = kind === 'sqlite' ? inUseBytes(fresh.url) : await postgresBytes(fresh.url);
         assert.ok(bytes2 <= bytes1 * 1.5 + 256 * 1024, `database bytes in use: ${bytes1} then ${bytes2}`);
       }
 
-      t.diagnostic(`log rows ${rows1} after ${rev1} revisions, ${rows2} after ${rev2}${kind === 'sqlite' ? `; bytes in use ${bytes1} then ${inUseBytes(fresh.url)}` : ''}`);
+      t.diagnostic(`log rows ${rows1} after ${rev1} revisions, ${rows2} after ${rev2}${kind === 'sqlite' ? `; bytes in use ${bytes1} then ${inUseBytes(fresh.url)}` : kind === 'postgres' ? `; table bytes ${bytes1} then ${await postgresBytes(fresh.url)}` : ''}`);
       // Reads above the compact revision are still right.
       const now = await c.range({ key: b('c/'), range_end: b('c0') });
       assert.ok(now.kvs.every((kv: any) => kv.value.toString() === 'b'.repeat(200)));

@@ -9,6 +9,7 @@ import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch, httpWatch, type GrpcWatch, type HttpWatch } from './helpers/watch-client';
 import { sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
+import { waitFor } from './helpers/ports';
 
 const INSTANCES = 3;
 const COUNTERS = ['cas/a', 'cas/b'];
@@ -141,6 +142,42 @@ describe(`several instances on one ${shared.label}`, () => {
     assert.equal(new Set(headers.map((h) => h.cluster_id)).size, 1);
     assert.equal(new Set(headers.map((h) => h.member_id)).size, INSTANCES);
     for (const c of clients) c.close();
+  });
+});
+
+describe(`instances on one ${shared.label} wake each other`, () => {
+  let db: FreshBackend;
+  let servers: SpawnedAdapter[] = [];
+  before(async () => {
+    db = await shared.create();
+    // polls an hour apart: a watcher on one instance sees the other's writes only if woken
+    // (PostgreSQL: NOTIFY with each commit; MariaDB: the writing instance tells the others)
+    servers = await Promise.all([0, 1].map((i) => spawnAdapter(['--backend', db.url, '--name', `w-${i}`, '--poll-interval', '1h'])));
+  });
+  after(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    await db?.drop();
+  });
+
+  it("a commit on one instance wakes the other's watchers at once, not at its next poll", async () => {
+    const [a, c] = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+    // the writer learns of the other member from its heartbeat rows (every 2 s): wait until a write wakes it
+    const w = grpcWatch(c);
+    w.send({ create_request: { key: b('n/'), range_end: b('n0') } });
+    await w.waitFor(1);
+    const keys = () => w.responses.flatMap((r: any) => r.events ?? []).map((e: any) => e.kv.key.toString());
+    await waitFor('a first write to reach the other instance', async () => {
+      await a.put({ key: b('n/first'), value: b('x') });
+      return keys().length > 0 ? true : undefined;
+    }, 30000);
+    // (more of the first writes may still arrive: count only the numbered ones)
+    const numbered = () => keys().filter((k: string) => k !== 'n/first');
+    for (let i = 0; i < 20; i++) await a.put({ key: b(`n/${i}`), value: b(String(i)) });
+    await waitFor('the other instance to deliver every event', async () => (numbered().length >= 20 ? true : undefined));
+    assert.deepEqual(numbered(), Array.from({ length: 20 }, (_, i) => `n/${i}`));
+    w.close();
+    a.close();
+    c.close();
   });
 });
 }

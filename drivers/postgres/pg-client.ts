@@ -43,6 +43,8 @@ export function classify(err: unknown): unknown {
   return err;
 }
 
+const guarded = new WeakSet<pg.PoolClient>();
+
 /** `?` placeholders (outside quoted literals) as `$1, $2...`. */
 export function numbered(sql: string): string {
   let n = 0;
@@ -148,9 +150,20 @@ export class PostgresClient implements SqlClient {
 
   /** A pooled connection, or `request timed out` once the deadline passes; one that comes later goes back. */
   private async acquire(deadline: number | null): Promise<pg.PoolClient> {
-    const pending = this.pool.connect().catch((err) => {
-      throw classify(err);
-    });
+    const pending = this.pool.connect().then(
+      (conn) => {
+        // A checked-out connection that breaks between queries emits 'error' (the pool listens only to idle ones):
+        // unheard, it would end the process. Its next query fails and it is released as broken.
+        if (!guarded.has(conn)) {
+          guarded.add(conn);
+          conn.on('error', () => undefined);
+        }
+        return conn;
+      },
+      (err) => {
+        throw classify(err);
+      },
+    );
     if (deadline === null) return pending;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
@@ -268,11 +281,18 @@ export class PostgresClient implements SqlClient {
     const conn = await this.acquire(this.deadline());
     let broken = false;
     try {
-      await this.query(conn, `SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`, undefined, null);
+      // a database without advisory locks (feature_not_supported) runs them without one
+      const locked = await this.query(conn, `SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`, undefined, null).then(
+        () => true,
+        (err) => {
+          if ((err as { code?: string }).code === '0A000') return false;
+          throw err;
+        },
+      );
       try {
         return await fn(this.executor(conn, null));
       } finally {
-        await this.query(conn, `SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`, undefined, null).catch(() => (broken = true));
+        if (locked) await this.query(conn, `SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`, undefined, null).catch(() => (broken = true));
       }
     } catch (err) {
       broken = true;

@@ -7,8 +7,9 @@
 // come from a sequence: the meta row hands them out in commit order, so the
 // log has no gaps for a reader to wait on (Kine's BIGSERIAL gaps).
 //
-// CockroachDB and YugabyteDB speak this protocol; see `variant` and the README
-// for what would differ (neither runs here; neither is claimed).
+// CockroachDB and YugabyteDB speak this protocol: postgresVariant() below
+// holds what would differ for each, from their documentation. Neither runs
+// here and neither is registered as a backend (see the README).
 import { WRITE_LOCK_SELECT, type Dialect } from '../sql/dialect';
 
 const tables = [
@@ -52,7 +53,7 @@ const tables = [
 /** The channel commits are announced on (LISTEN/NOTIFY). */
 export const COMMIT_CHANNEL = 'etcd_adapter_commit';
 
-export const postgresDialect: Dialect = {
+const basePostgres: Dialect = {
   name: 'postgres',
   // A B-tree entry holds at most about a third of a page (2704 bytes with 8 kB pages): (k, revision, sub) fits
   maxKeyBytes: 2048,
@@ -64,6 +65,14 @@ export const postgresDialect: Dialect = {
   beginWrite: `${WRITE_LOCK_SELECT} FOR UPDATE`,
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   least: (a, b) => `LEAST(${a}, ${b})`,
+  // PostgreSQL turns NOT EXISTS into a hash anti-join over the whole log for large ranges:
+  // DISTINCT ON over one index range scan instead (the key's newest row at or below the revision)
+  historyRange: (value, where, limit) =>
+    `SELECT k, v, create_revision, mod_revision, version, lease, COUNT(*) OVER () AS n FROM (
+       SELECT DISTINCT ON (l.k) l.k, ${value.startsWith('l.') ? `${value} AS v` : value}, l.create_revision, l.revision AS mod_revision, l.version, l.lease, l.deleted
+       FROM etcd_log l WHERE ${where} AND l.revision <= ?
+       ORDER BY l.k, l.revision DESC, l.sub DESC) latest
+     WHERE deleted = 0 ORDER BY k${limit}`,
   emptyBytes: "''::bytea",
   insertMeta: 'INSERT INTO etcd_meta (id, revision, compact_revision, cluster_id, schema_version) VALUES (1, 1, -1, ?, 1) ON CONFLICT DO NOTHING',
   beginCompaction: 'SELECT compacted_to, compacted_sub FROM etcd_compaction WHERE id = 1 FOR UPDATE',
@@ -80,3 +89,34 @@ export const postgresDialect: Dialect = {
   commitNotice: (revision) => ({ sql: `SELECT pg_notify('${COMMIT_CHANNEL}', ?)`, params: [String(revision)] }),
   migrations: [tables],
 };
+
+export const postgresDialect: Dialect = basePostgres;
+
+/**
+ * PostgreSQL-protocol databases that are not PostgreSQL, by their documented
+ * differences. Not used by any backend scheme yet: nothing here was run
+ * against them.
+ * - CockroachDB: SERIALIZABLE by default, so writers may get 40001 (retried
+ *   as any RetryableError); no LISTEN/NOTIFY (polling only); no VACUUM
+ *   (garbage collection is its own); no pg_total_relation_size; advisory
+ *   locks are no-ops (the client runs migrations without one when refused).
+ * - YugabyteDB (YSQL): no LISTEN/NOTIFY; VACUUM is a no-op; READ COMMITTED only
+ *   with yb_enable_read_committed_isolation, else snapshot isolation with
+ *   40001 retries. We use no sequences, so its sequence caching does not apply.
+ * Both: transactions are kept small by the same budgets as TiDB's (group
+ * commit about 2 MB, compaction 500 log rows per transaction).
+ */
+export function postgresVariant(name: 'cockroachdb' | 'yugabytedb'): Dialect {
+  return {
+    ...basePostgres,
+    name,
+    startWrite: 'BEGIN',
+    commitNotice: undefined,
+    reclaim: [],
+    defragment: [],
+    statsQuery:
+      name === 'cockroachdb'
+        ? "SELECT COALESCE(SUM(range_size), 0) AS size, 0 AS free FROM [SHOW RANGES FROM DATABASE current_database() WITH DETAILS] WHERE table_name LIKE 'etcd\\_%'"
+        : basePostgres.statsQuery,
+  };
+}

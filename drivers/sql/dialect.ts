@@ -42,6 +42,13 @@ export interface Dialect {
   readonly emptyBytes: string;
   /** A statement that, committed with a write, tells other instances of the new revision (PostgreSQL's NOTIFY). */
   commitNotice?(revision: number): Statement;
+  /**
+   * The history read (each key's last version at or below a revision, when not a deletion) where the
+   * generic NOT EXISTS form plans badly: `value` is the value column expression, `where` filters
+   * l.k; one parameter (the revision) follows where's. Columns: k, v, create_revision, mod_revision,
+   * version, lease, n (the count of all rows).
+   */
+  historyRange?(value: string, where: string, limit: string): string;
   /** The smaller of two integer expressions. */
   least(a: string, b: string): string;
   /** Runs fn while holding a named database lock, if the database has them. */

@@ -184,6 +184,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     const h = where(q, 'l.k');
     const value = q.keysOnly || q.countOnly ? `${this.dialect.emptyBytes} AS v` : 'l.v';
     const limit = q.limit > 0 && !q.countOnly ? ` LIMIT ${q.limit}` : '';
+    if (this.dialect.historyRange) {
+      const rows = await tx.all(this.dialect.historyRange(value, h.sql, limit), [...h.params, q.revision]);
+      return { kvs: q.countOnly ? [] : rows.map(kvFromRow), count: rows.length > 0 ? Number(rows[0].n) : 0 };
+    }
     const rows = await tx.all(
       `SELECT l.k, ${value}, l.create_revision, l.revision AS mod_revision, l.version, l.lease, COUNT(*) OVER () AS n
        FROM etcd_log l

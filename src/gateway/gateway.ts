@@ -14,6 +14,7 @@ import { fromJson, parseJson, syntaxError, toJson } from './json';
 import { API_PREFIXES, ROUTES, type Route } from './routes';
 import { serveJsonStream, type StreamServer } from './json-stream';
 import { opsRoutes, type OpsDeps } from './ops';
+import { WAKE_PATH } from '../server/peer-wake';
 
 export interface GatewayDeps {
   unary: Record<string, ServiceHandlers>;
@@ -26,6 +27,8 @@ export interface GatewayDeps {
   ops: OpsDeps;
   /** Whether auth is on (with a client certificate, the API paths are then refused, as etcd does). */
   authEnabled(): boolean;
+  /** Another instance committed: read the log now (src/server/peer-wake.ts). */
+  wake?(): void;
 }
 
 /**
@@ -69,6 +72,10 @@ export function createGateway(deps: GatewayDeps): express.Express {
   const bodyLimit = Math.ceil((deps.maxReceiveBytes * 4) / 3) + 256 * 1024;
 
   opsRoutes(app, deps.ops);
+  app.post(WAKE_PATH, (_req, res) => {
+    deps.wake?.();
+    res.status(204).end();
+  });
 
   for (const prefix of API_PREFIXES) {
     app.use(prefix, refuseCommonName(deps));

@@ -33,6 +33,7 @@ import { createGrpcServer, fastUnaryMethods } from './grpc-server';
 import { installFastUnary, type FastMethod } from './grpc-fast-unary';
 import { serveThroughHttp1 } from './h2-gateway';
 import { acceptHttp2 } from './h2-authority';
+import { PeerWaker } from './peer-wake';
 import { keepAliveStream } from './grpc-lease';
 import { watchStream } from './grpc-watch';
 import { goStatusText, unimplemented } from '../errors';
@@ -84,6 +85,8 @@ export class EtcdAdapterServer {
   private auth: AuthStore | null = null;
   private alarms: Alarms | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** MySQL/MariaDB/TiDB: wakes the other instances' log tails after each commit (peer-wake.ts). */
+  private peerWaker: PeerWaker | null = null;
   /** Unary methods for the short road past grpc-js (grpc-fast-unary.ts), installed once the listener exists. */
   private fastMethods = new Map<string, FastMethod>();
   private closing: Promise<void> | null = null;
@@ -215,6 +218,7 @@ export class EtcdAdapterServer {
       maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       ops: this.opsDeps(),
       authEnabled: () => auth.enabled,
+      wake: () => hub.wake(),
     });
     this.httpServer = http.createServer({ keepAliveTimeout: HTTP_KEEPALIVE_MS, requestTimeout: 0 }, gateway);
     this.httpServer.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -225,6 +229,11 @@ export class EtcdAdapterServer {
     });
 
     const tlsFiles = loadTls(config);
+    // No NOTIFY on these: instances wake each other (PostgreSQL's own NOTIFY does it there; memory and SQLite are one process)
+    if (driver.kind === 'mysql' || driver.kind === 'tidb') {
+      const waker = (this.peerWaker = new PeerWaker(tlsFiles));
+      store.on('commit', () => waker.committed());
+    }
     const bound = await this.listen(tlsFiles);
     this.metricsUrls.push(...(await this.listenMetrics(tlsFiles)));
     const advertised = config.advertiseClientUrls === config.listenClientUrls ? bound : config.advertiseClientUrls;
@@ -236,7 +245,8 @@ export class EtcdAdapterServer {
     // Say we are alive, for the member lists of every instance on this store; tell who came and went.
     const beat = async () => {
       await driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls, peerUrls: this.identity.peerUrls }).catch(() => undefined);
-      await telemetry.watchMembers(this.identity.memberId);
+      const live = await telemetry.watchMembers(this.identity.memberId);
+      if (live) this.peerWaker?.setPeers(live.filter((m) => m.id !== this.identity.memberId));
     };
     await beat();
     this.heartbeat = setInterval(beat, 2000);
@@ -350,6 +360,7 @@ export class EtcdAdapterServer {
     this.auth?.stop();
     this.alarms?.stop();
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.peerWaker?.stop();
     this.store?.driver.stopping?.(); // a long compaction stops at its next step, not after the drain
     this.openStreams.endAll();
     const grpcDone = new Promise<void>((resolve) => (this.grpcServer ? this.grpcServer.tryShutdown(() => resolve()) : resolve()));

@@ -4,7 +4,7 @@
 // store (the driver needs its observers), given the store's parts once they
 // exist; metrics read them only when Prometheus scrapes.
 import type { Alarms } from '../mvcc/alarms';
-import type { Driver, LogRead } from '../mvcc/driver';
+import type { Driver, LogRead, MemberRecord } from '../mvcc/driver';
 import { LiveKeyCount } from './key-count';
 import { MEMBER_ALIVE_MS } from '../mvcc/driver';
 import type { MvccStore } from '../mvcc/store';
@@ -143,14 +143,15 @@ export class Telemetry {
   }
 
   /** Logs the instances that joined or left since the last look (at each heartbeat). */
-  async watchMembers(selfId: string): Promise<void> {
+  async watchMembers(selfId: string): Promise<MemberRecord[] | null> {
     const driver = this.parts?.driver;
-    if (!driver) return;
+    if (!driver) return null;
     const live = await driver.members(MEMBER_ALIVE_MS).catch(() => null);
-    if (!live) return;
+    if (!live) return null;
     const now = new Map(live.filter((m) => m.id !== selfId).map((m) => [m.id, m.name]));
     for (const [id, name] of now) if (!this.members.has(id)) this.logger.info('member joined', { 'member-id': id, name });
     for (const [id, name] of this.members) if (!now.has(id)) this.logger.info('member left', { 'member-id': id, name });
     this.members = now;
+    return live;
   }
 }
