@@ -20,7 +20,7 @@ import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
 import { SqlDriver } from './sql/sql-driver';
 import type { SqlObserver } from './sql/sql-client';
-import { ReadCachedDriver } from './read-cache';
+import { ReadCachedDriver } from './sql/read-cache';
 import { silentLogger, type Logger } from '../src/logger';
 
 /** The backend cannot be used (exit status 1). */

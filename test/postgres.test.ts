@@ -2,7 +2,8 @@
 // - the plans of the driver's own statements on a table of 100,000 keys: every
 //   range, prefix, count, history read and log tail is an index scan;
 // (LISTEN/NOTIFY is tested with the other shared backends in multi-instance.test.ts);
-// - clear start-up errors: a missing database, nothing listening, a bad URL.
+// - clear start-up errors: a missing database, nothing listening, a bad URL;
+// - TLS (sslmode, sslrootcert) and a password with URL characters, on a private server.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -14,7 +15,10 @@ import { SqlDriver } from '../drivers/sql/sql-driver';
 import type { Row, SqlExecutor } from '../drivers/sql/sql-client';
 import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './helpers/backends';
 import { freePort } from './helpers/ports';
-import { BIN } from './helpers/spawn';
+import { BIN, spawnAdapter } from './helpers/spawn';
+import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { makeTestCa, type TestCa } from './helpers/certs';
+import { postgresInstalled, startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
 
 const KEYS = 100_000;
 const skip = !backendsUnderTest().includes('postgres') && 'postgres is not under test';
@@ -103,9 +107,10 @@ describe('PostgreSQL: plans on 100,000 keys', { skip }, () => {
   });
 });
 
-describe('PostgreSQL: start-up errors', { skip }, () => {
-  const start = (backend: string) => spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
+/** Starts the command on a backend and returns how it ended (for backends it cannot use: at once). */
+const start = (backend: string) => spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
 
+describe('PostgreSQL: start-up errors', { skip }, () => {
   it('a missing database, nothing listening, a bad URL: one clear sentence each, and the documented exit status', async () => {
     const missing = start('postgres://postgres@127.0.0.1:5432/no_such_database_here');
     assert.equal(missing.status, 1);
@@ -121,5 +126,41 @@ describe('PostgreSQL: start-up errors', { skip }, () => {
     const noDb = start('postgres://postgres@127.0.0.1:5432');
     assert.equal(noDb.status, 2);
     assert.match(noDb.stderr, /name the database after the host/);
+  });
+});
+
+describe('PostgreSQL over TLS with a password (a private server)', { skip: (skip || !postgresInstalled()) && 'postgres is not under test or not installed' }, () => {
+  const PASSWORD = 'p@ss:w/rd#1';
+  let ca: TestCa;
+  let other: TestCa;
+  let server: PrivatePostgres;
+  before(async () => {
+    [ca, other] = [makeTestCa(), makeTestCa()];
+    server = await startPrivatePostgres({ password: PASSWORD, tls: { cert: ca.serverCert, key: ca.serverKey } });
+  });
+  after(async () => {
+    await server?.destroy();
+    ca?.remove();
+    other?.remove();
+  });
+
+  it('sslmode=verify-full with the CA serves; a wrong password or an unknown CA is one clear sentence, and the password is never printed', async () => {
+    const url = await server.createDatabase(); // postgres://postgres:<encoded password>@127.0.0.1:port/db
+    const s = await spawnAdapter(['--backend', `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca.ca)}`]);
+    try {
+      const c = new EtcdGrpcClient(s.endpoint);
+      await c.put({ key: b('tls'), value: b('yes') });
+      assert.equal((await c.range({ key: b('tls') })).kvs[0].value.toString(), 'yes');
+      c.close();
+    } finally {
+      await s.stop();
+    }
+    const wrong = start(url.replace(encodeURIComponent(PASSWORD), 'not-it') + '?sslmode=require');
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, new RegExp(`PostgreSQL at 127\\.0\\.0\\.1:${server.port} refused user "postgres": access denied \\(check the user and password\\)`));
+    const untrusted = start(`${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(other.ca)}`);
+    assert.equal(untrusted.status, 1);
+    assert.match(untrusted.stderr, /cannot use PostgreSQL at 127\.0\.0\.1:\d+: .*certificate/);
+    for (const r of [wrong, untrusted]) assert.ok(!r.stderr.includes(PASSWORD) && !r.stderr.includes(encodeURIComponent(PASSWORD)), r.stderr);
   });
 });

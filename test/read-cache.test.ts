@@ -1,4 +1,4 @@
-// The read cache of SQL backends (drivers/read-cache.ts) beyond the driver
+// The read cache of SQL backends (drivers/sql/read-cache.ts) beyond the driver
 // contract, which it passes like any driver: a write committed through it is
 // in the cache and in its copy of the log at once, so local reads and the
 // watch hub's tail need no query; another instance's write is found through
@@ -9,8 +9,8 @@ import type { Driver, LogRead, WriteSet } from '../src/mvcc/driver';
 import type { KeyRange } from '../src/mvcc/key-range';
 import { tombstone, type KeyValue, type LogEntry } from '../src/mvcc/kv';
 import { createDriver } from '../drivers/registry';
-import { ReadCachedDriver } from '../drivers/read-cache';
-import { RecentLog } from '../drivers/recent-log';
+import { ReadCachedDriver } from '../drivers/sql/read-cache';
+import { RecentLog } from '../drivers/sql/recent-log';
 import { freshBackend, type FreshBackend } from './helpers/backends';
 
 const b = (s: string) => Buffer.from(s, 'latin1');

@@ -1,4 +1,4 @@
-// The read lease (drivers/read-lease.ts, drivers/sql/lease-fence.ts): an
+// The read lease (drivers/sql/read-lease.ts, drivers/sql/lease-fence.ts): an
 // instance alone on its database answers linearizable reads without a query,
 // and that must never let a read miss a write that finished before it began,
 // whichever instance took the write, even when the holder is killed.
@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import type { WriteSet } from '../src/mvcc/driver';
 import type { KeyValue } from '../src/mvcc/kv';
 import { createDriver } from '../drivers/registry';
-import { ReadCachedDriver } from '../drivers/read-cache';
+import { ReadCachedDriver } from '../drivers/sql/read-cache';
 import type { SqlDriver } from '../drivers/sql/sql-driver';
 import { LeaseFence } from '../drivers/sql/lease-fence';
 import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';

@@ -41,7 +41,7 @@ const leasesAndShared = (engine: string): string[] => [
   `CREATE TABLE IF NOT EXISTS etcd_members (id VARCHAR(24) NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, client_urls TEXT NOT NULL, heartbeat_at BIGINT NOT NULL)${engine}`,
 ];
 
-// The read lease (drivers/read-lease.ts): one row, read by every writer under the revision lock.
+// The read lease (drivers/sql/read-lease.ts): one row, read by every writer under the revision lock.
 const readLease = (engine: string): string[] => [
   `CREATE TABLE IF NOT EXISTS etcd_read_lease (id INT NOT NULL PRIMARY KEY, holder VARCHAR(24) NULL, seq BIGINT NOT NULL, ms INT NOT NULL, revoked TINYINT NOT NULL)${engine}`,
   'INSERT IGNORE INTO etcd_read_lease (id, holder, seq, ms, revoked) VALUES (1, NULL, 0, 0, 0)',

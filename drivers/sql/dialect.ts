@@ -56,7 +56,7 @@ export interface Dialect {
 }
 
 /**
- * The meta row (the revision lock) joined with the read lease row (drivers/read-lease.ts):
+ * The meta row (the revision lock) joined with the read lease row (drivers/sql/read-lease.ts):
  * what every writer reads first, under its lock. Dialects add their locking clause.
  */
 export const WRITE_LOCK_SELECT =

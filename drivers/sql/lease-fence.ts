@@ -1,4 +1,4 @@
-// The writers' side of the read lease (see drivers/read-lease.ts).
+// The writers' side of the read lease (see drivers/sql/read-lease.ts).
 //
 // While one instance holds the lease it answers linearizable reads from its
 // cache without asking the database, so nothing written through another

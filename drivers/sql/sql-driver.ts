@@ -21,7 +21,7 @@ import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
 import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement } from './sql-client';
 import { LeaseFence, LeaseHeld, leaseRow } from './lease-fence';
 import { SqlTokens } from './sql-tokens';
-import type { LeaseGrant, ReadLeaseStore } from '../read-lease';
+import type { LeaseGrant, ReadLeaseStore } from './read-lease';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 
 const KV_SELECT = 'k, v, create_revision, mod_revision, version, lease';

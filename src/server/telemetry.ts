@@ -12,7 +12,7 @@ import type { RangeRequest } from '../mvcc/requests';
 import type { WatchHub } from '../mvcc/watch-hub';
 import type { BatchObserver } from '../mvcc/write-batcher';
 import type { SqlObserver } from '../../drivers/sql/sql-client';
-import { ReadCachedDriver } from '../../drivers/read-cache';
+import { ReadCachedDriver } from '../../drivers/sql/read-cache';
 import type { Logger } from '../logger';
 import { Metrics } from '../metrics';
 import { CLUSTER_VERSION, SERVER_VERSION } from '../api/identity';

@@ -27,8 +27,15 @@ export function postgresInstalled(): boolean {
   return BIN !== undefined;
 }
 
-async function alive(port: number): Promise<boolean> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1000 });
+export interface PrivatePostgresOptions {
+  /** The postgres user's password (scram-sha-256 for TCP connections); none: trust. */
+  password?: string;
+  /** TLS on, with this server certificate and key. */
+  tls?: { cert: string; key: string };
+}
+
+async function alive(port: number, password?: string): Promise<boolean> {
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 1000 });
   c.on('error', () => undefined);
   try {
     await c.connect();
@@ -39,21 +46,40 @@ async function alive(port: number): Promise<boolean> {
   }
 }
 
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): Promise<PrivatePostgres> {
   if (!BIN) throw new Error('PostgreSQL server binaries are not installed');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-pg-'));
   const data = path.join(dir, 'data');
   const asRoot = process.getuid?.() === 0;
   const ids = asRoot ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {};
   if (asRoot) fs.chownSync(dir, ids.uid!, ids.gid!);
-  execFileSync(path.join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore', cwd: dir });
+  const own = (file: string) => {
+    if (asRoot) fs.chownSync(file, ids.uid!, ids.gid!);
+  };
+  const auth = ['--auth-local=trust', `--auth-host=${opts.password ? 'scram-sha-256' : 'trust'}`];
+  if (opts.password) {
+    fs.writeFileSync(path.join(dir, 'pw'), `${opts.password}\n`, { mode: 0o600 });
+    own(path.join(dir, 'pw'));
+    auth.push(`--pwfile=${path.join(dir, 'pw')}`);
+  }
+  execFileSync(path.join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', ...auth, '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore', cwd: dir });
+  const tlsArgs: string[] = [];
+  if (opts.tls) {
+    // PostgreSQL wants its key owned by it and private
+    for (const [name, from] of [['server.crt', opts.tls.cert], ['server.key', opts.tls.key]]) {
+      fs.copyFileSync(from, path.join(dir, name));
+      fs.chmodSync(path.join(dir, name), 0o600);
+      own(path.join(dir, name));
+    }
+    tlsArgs.push('-c', 'ssl=on', '-c', `ssl_cert_file=${path.join(dir, 'server.crt')}`, '-c', `ssl_key_file=${path.join(dir, 'server.key')}`);
+  }
   const port = await freePort();
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
   let log = '';
 
   const start = async () => {
-    const c = spawn(path.join(BIN, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60'], {
+    const c = spawn(path.join(BIN, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60', ...tlsArgs], {
       ...ids,
       cwd: dir,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -63,7 +89,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
     await waitFor(`private PostgreSQL on port ${port}`, async () => {
       if (c.exitCode !== null || c.signalCode !== null) throw new Error(`postgres exited: ${log}`);
-      return (await alive(port)) ? true : undefined;
+      return (await alive(port, opts.password)) ? true : undefined;
     }, 60000);
   };
 
@@ -73,13 +99,13 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   };
 
   await start();
-  const url = `postgres://postgres@127.0.0.1:${port}`;
+  const url = `postgres://postgres${opts.password ? `:${encodeURIComponent(opts.password)}` : ''}@127.0.0.1:${port}`;
   return {
     port,
     url,
     async createDatabase() {
       const name = `etcd_fault_${Math.random().toString(16).slice(2, 10)}`;
-      const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: opts.password, database: 'postgres' });
       await c.connect();
       await c.query(`CREATE DATABASE ${name}`);
       await c.end();

@@ -3,8 +3,8 @@
 // from a recent revision are answered without a query. It always covers a
 // contiguous run of whole revisions (from, through]; older revisions fall off
 // the front once it holds more than `maxEntries` entries.
-import { rangeContains, type KeyRange } from '../src/mvcc/key-range';
-import type { LogEntry } from '../src/mvcc/kv';
+import { rangeContains, type KeyRange } from '../../src/mvcc/key-range';
+import type { LogEntry } from '../../src/mvcc/kv';
 
 export class RecentLog {
   private entries: LogEntry[] = [];

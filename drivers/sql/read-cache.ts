@@ -21,13 +21,13 @@
 // Above its memory budget the cache turns itself off and every read (and log
 // read) goes to the database.
 import type BTree from 'sorted-btree';
-import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteOptions, type WriteSet, type WriteTxn } from '../src/mvcc/driver';
-import { keyString, type KeyRange } from '../src/mvcc/key-range';
-import { EMPTY, type KeyValue, type LogEntry } from '../src/mvcc/kv';
-import { ErrCompacted, EtcdError, StorageUnavailableError } from '../src/errors';
-import { newTree, rangeLive } from './memory/btree-range';
+import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteOptions, type WriteSet, type WriteTxn } from '../../src/mvcc/driver';
+import { keyString, type KeyRange } from '../../src/mvcc/key-range';
+import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
+import { ErrCompacted, EtcdError, StorageUnavailableError } from '../../src/errors';
+import { newTree, rangeLive } from '../memory/btree-range';
 import { RecentLog } from './recent-log';
-import { silentLogger, type Logger } from '../src/logger';
+import { silentLogger, type Logger } from '../../src/logger';
 import { ReadLease, type ReadLeaseStore } from './read-lease';
 
 const KV_OVERHEAD = 120;

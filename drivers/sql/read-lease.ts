@@ -2,7 +2,7 @@
 // reads from its cache with no query at all, as a lone etcd member does.
 //
 // Without it, every batch of linearizable reads first asks the database for
-// its revision (ReadIndex, drivers/read-cache.ts), because a write through any
+// its revision (ReadIndex, drivers/sql/read-cache.ts), because a write through any
 // other instance must be seen by the next read here. While this instance holds
 // the lease, no other instance can commit a write (drivers/sql/lease-fence.ts),
 // so the cache, once it has the revision the lease was taken or renewed at,
@@ -22,7 +22,7 @@
 // the holder then stays away from it for a while, longer each time. It is
 // only held while linearizable reads come: an idle instance gives it up, so
 // that it writes nothing to the database while nobody asks anything.
-import type { Logger } from '../src/logger';
+import type { Logger } from '../../src/logger';
 
 /** What the database says when the lease is taken or renewed. */
 export interface LeaseGrant {
