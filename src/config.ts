@@ -44,6 +44,8 @@ export interface Config {
   logOutputs: string[];
   /** Extra listeners serving only /metrics and the health paths. */
   listenMetricsUrls: string[];
+  /** etcd's --cors: origins allowed to call the client URLs from a browser ("*" or empty: any). */
+  cors: string;
   /** A request slower than this (ms) is logged at warn, as etcd's "apply request took too long". */
   warningApplyDuration: number;
   /** etcd's --metrics: basic or extensive (the same here); off counts nothing (to measure what counting costs). */
@@ -177,6 +179,13 @@ export const FLAGS: Flag[] = [
     kind: 'urls',
     def: '',
     help: 'Comma-separated URLs to serve /metrics, /health, /livez and /readyz on, besides every client URL (http:// or https://).',
+  },
+  {
+    name: 'cors',
+    key: 'cors',
+    kind: 'string',
+    def: '*',
+    help: 'Comma-separated origins allowed for CORS (cross-origin requests from browsers) on the client URLs; empty or * allows any, as etcd.',
   },
   { name: 'log-level', key: 'logLevel', kind: 'string', def: 'info', help: 'Log level: debug, info, warn or error.' },
   {

@@ -175,6 +175,27 @@ for (const backend of backendsUnderTest()) {
       await both('/v3/maintenance/defragment', {});
     });
 
+    it("CORS as etcd's default --cors: the headers on every answer, OPTIONS answered 200 on any path", async () => {
+      const corsOf = async (base: string, method: string, path: string, body?: string) => {
+        const res = await fetch(base + path, { method, body, headers: { origin: 'http://dashboard.example' } });
+        const text = await res.text();
+        const h = (n: string) => res.headers.get(n);
+        return { status: res.status, headers: [h('access-control-allow-origin'), h('access-control-allow-methods'), h('access-control-allow-headers')], empty: method === 'OPTIONS' ? text : undefined };
+      };
+      for (const [method, path, body] of [
+        ['OPTIONS', '/v3/kv/range', undefined],
+        ['OPTIONS', '/no/such/path', undefined],
+        ['POST', '/v3/kv/range', JSON.stringify({ key: b64('a') })],
+        ['POST', '/v3/kv/put', '{bad'],
+        ['GET', '/version', undefined],
+        ['GET', '/health', undefined],
+        ['POST', '/no/such/path', '{}'],
+      ] as const) {
+        const [e, o] = await Promise.all([corsOf(pair.etcdServer.url, method, path, body), corsOf(pair.oursServer.url, method, path, body)]);
+        assert.deepEqual(o, e, `${method} ${path}`);
+      }
+    });
+
     it('/version and /health', async () => {
       const v = await call(pair.oursServer.url, 'GET', '/version');
       assert.deepEqual(v, { status: 200, json: { etcdserver: '3.5.16', etcdcluster: '3.5.0' } });

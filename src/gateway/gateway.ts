@@ -29,6 +29,31 @@ export interface GatewayDeps {
   authEnabled(): boolean;
   /** Another instance committed: read the log now (src/server/peer-wake.ts). */
   wake?(): void;
+  /** etcd's --cors: the origins allowed ("*" or empty: any). */
+  cors?: string;
+}
+
+/**
+ * etcd's CORS handling on its client URLs: every answer says which origin may
+ * read it (any, by default), and OPTIONS (a browser's preflight) is answered
+ * 200 on every path without going further.
+ */
+function cors(list: string): express.RequestHandler {
+  const origins = list.split(',').map((o) => o.trim()).filter(Boolean);
+  const any = origins.length === 0 || origins.includes('*');
+  return (req, res, next) => {
+    const origin = any ? '*' : origins.find((o) => o === req.headers.origin);
+    if (origin) {
+      res.setHeader('Access-Control-Allow-Headers', 'accept, content-type, authorization');
+      res.setHeader('Access-Control-Allow-Methods', 'POST, GET, OPTIONS, PUT, DELETE');
+      res.setHeader('Access-Control-Allow-Origin', origin);
+    }
+    if (req.method === 'OPTIONS') {
+      res.status(200).end();
+      return;
+    }
+    next();
+  };
 }
 
 /**
@@ -71,6 +96,7 @@ export function createGateway(deps: GatewayDeps): express.Express {
   // Bodies up to this are parsed and answered as etcd answers them; longer ones are refused unread.
   const bodyLimit = Math.ceil((deps.maxReceiveBytes * 4) / 3) + 256 * 1024;
 
+  app.use(cors(deps.cors ?? '*'));
   opsRoutes(app, deps.ops);
   app.post(WAKE_PATH, (_req, res) => {
     deps.wake?.();

@@ -219,6 +219,7 @@ export class EtcdAdapterServer {
       ops: this.opsDeps(),
       authEnabled: () => auth.enabled,
       wake: () => hub.wake(),
+      cors: config.cors,
     });
     this.httpServer = http.createServer({ keepAliveTimeout: HTTP_KEEPALIVE_MS, requestTimeout: 0 }, gateway);
     this.httpServer.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
