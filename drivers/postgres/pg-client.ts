@@ -304,9 +304,9 @@ export class PostgresClient implements SqlClient {
 
   /**
    * Holds one connection that LISTENs for commits and calls `onCommit` with
-   * each announced revision; reconnects while the client is open.
+   * each announced revision and its writer's origin; reconnects while the client is open.
    */
-  listen(onCommit: (revision: number) => void): void {
+  listen(onCommit: (revision: number, origin: string) => void): void {
     let delay = 100;
     const connect = async () => {
       if (this.closed) return;
@@ -326,8 +326,10 @@ export class PostgresClient implements SqlClient {
       client.on('error', retry);
       client.on('end', retry);
       client.on('notification', (n) => {
-        const revision = Number(n.payload);
-        if (Number.isFinite(revision)) onCommit(revision);
+        // "<origin>:<revision>"
+        const at = n.payload?.lastIndexOf(':') ?? -1;
+        const revision = Number(n.payload?.slice(at + 1));
+        if (at > 0 && Number.isFinite(revision)) onCommit(revision, n.payload!.slice(0, at));
       });
       try {
         await client.connect();
@@ -335,7 +337,7 @@ export class PostgresClient implements SqlClient {
         this.listener = client;
         delay = 100;
         // what committed while no one listened is found by the next poll, or at once here
-        onCommit(0);
+        onCommit(0, '');
       } catch {
         retry();
       }

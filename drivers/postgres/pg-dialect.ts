@@ -86,7 +86,7 @@ const basePostgres: Dialect = {
     `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
      ON CONFLICT (${key}) DO UPDATE SET ${columns.filter((c) => c !== key).map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`,
   nowMs: '(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT',
-  commitNotice: (revision) => ({ sql: `SELECT pg_notify('${COMMIT_CHANNEL}', ?)`, params: [String(revision)] }),
+  commitNotice: (revision, origin) => ({ sql: `SELECT pg_notify('${COMMIT_CHANNEL}', ?)`, params: [`${origin}:${revision}`] }),
   migrations: [tables],
 };
 

@@ -52,8 +52,11 @@ export interface SqlClient extends SqlExecutor {
   snapshot<T>(begin: Statement, fn: (tx: SqlExecutor, meta: Row) => Promise<T>): Promise<T>;
   /** Runs fn on one connection while holding the database's schema lock (schema migrations of instances starting together). */
   exclusive?<T>(fn: (ex: SqlExecutor) => Promise<T>): Promise<T>;
-  /** Where the database announces commits (PostgreSQL's LISTEN/NOTIFY): calls onCommit with each new revision (0: maybe missed some). */
-  listen?(onCommit: (revision: number) => void): void;
+  /**
+   * Where the database announces commits (PostgreSQL's LISTEN/NOTIFY): calls onCommit with each
+   * announced revision and the origin its writer gave (revision 0: some may have been missed).
+   */
+  listen?(onCommit: (revision: number, origin: string) => void): void;
   /** Why the database is failing (its last answer was a fault or nothing in time), or null. */
   failing(): string | null;
   close(): Promise<void>;

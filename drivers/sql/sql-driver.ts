@@ -85,6 +85,8 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   readonly tokens: TokenStore;
   /** Set by stopping() and close(): long work (compaction) stops between its steps. */
   private closing = false;
+  /** Names this process's commits in their announcements (commitNotice). */
+  private readonly origin = randomBytes(6).toString('hex');
 
   constructor(
     private readonly client: SqlClient,
@@ -132,7 +134,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
 
   /** Calls `listener` as commits (of any instance) are announced, where the database announces them. */
   onCommitElsewhere(listener: () => void): void {
-    this.client.listen?.(() => listener());
+    // this process's own commits are known here already (waking for them would read the database for nothing)
+    this.client.listen?.((revision, origin) => {
+      if (revision === 0 || origin !== this.origin) listener();
+    });
   }
 
   /** Why the database is failing right now (its last answer was a fault or came too late), or null. */
@@ -334,7 +339,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
       (rows) => out.push({ sql: `DELETE FROM etcd_kv WHERE k IN (${rows.map(() => '?').join(', ')})`, params: rows.flat() }),
     );
     if (revision > 0) out.push({ sql: 'UPDATE etcd_meta SET revision = ? WHERE id = 1', params: [revision] });
-    if (revision > 0 && this.dialect.commitNotice) out.push(this.dialect.commitNotice(revision));
+    if (revision > 0 && this.dialect.commitNotice) out.push(this.dialect.commitNotice(revision, this.origin));
     if (compactTo !== null) out.push({ sql: 'UPDATE etcd_meta SET compact_revision = ? WHERE id = 1', params: [compactTo] });
     return out;
   }
