@@ -147,7 +147,9 @@ describe('transports real clients use, against etcd 3.4', { skip: !etcdAvailable
   let ours: Member;
   before(async () => {
     ca = makeTestCa();
-    [etcd, ours] = await Promise.all([startMember(ca, 'etcd'), startMember(ca, 'ours')]);
+    // one at a time, so that `after` stops whichever started if the other fails
+    etcd = await startMember(ca, 'etcd');
+    ours = await startMember(ca, 'ours');
   });
   after(async () => {
     await Promise.all([etcd?.stop(), ours?.stop()]);
