@@ -19,7 +19,7 @@ import { privateDataDir, privateSqliteFiles } from './sqlite/file-modes';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
 import { SqlDriver } from './sql/sql-driver';
-import type { SqlObserver } from './sql/sql-client';
+import type { DatabaseTarget, SqlObserver } from './sql/sql-client';
 import { ReadCachedDriver } from './sql/read-cache';
 import { silentLogger, type Logger } from '../src/logger';
 
@@ -138,7 +138,7 @@ export function parsePostgresUrl(backend: string): PostgresTarget {
   return target;
 }
 
-function parseDatabaseUrl(backend: string, shape: string, defaultPort: number, defaultUser: string): PostgresTarget {
+function parseDatabaseUrl(backend: string, shape: string, defaultPort: number, defaultUser: string): DatabaseTarget {
   // more than one "@" before the path: a password with a raw "@" (or "/" or "#")
   const afterScheme = backend.replace(/^[a-z0-9+]+:\/\//i, '');
   if ((afterScheme.match(/@/g) ?? []).length > 1) throw new BackendUrlError(`bad backend URL "${redact(backend)}": more than one "@"; ${ENCODE_HINT}`);

@@ -7,17 +7,10 @@
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
 import mysql from 'mysql2/promise';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { earliest, RetryableError, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 
-export interface MysqlTarget {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
+export interface MysqlTarget extends DatabaseTarget {
   tidb: boolean;
-  /** Extra connection options from the URL's query string (ssl, connectTimeout...). */
-  params: Record<string, string>;
 }
 
 /** Errors after which the same transaction may succeed if run again. */
@@ -129,18 +122,11 @@ export class MysqlClient implements SqlClient {
    */
   private async acquire(deadline: number | null): Promise<mysql.PoolConnection> {
     const pending = guarded(() => this.pool.getConnection());
-    if (deadline === null) return pending;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StorageTimeoutError('waiting for a database connection')), Math.max(0, deadline - performance.now()));
-    });
     try {
-      return await Promise.race([pending, late]);
+      return await byDeadline(pending, deadline, 'waiting for a database connection');
     } catch (err) {
       if (err instanceof StorageTimeoutError) pending.then((c) => c.release(), () => undefined);
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -224,6 +210,33 @@ export class MysqlClient implements SqlClient {
       throw err;
     } finally {
       if (!broken) conn.release();
+    }
+  }
+
+  /**
+   * A named lock on one connection for fn's whole run (GET_LOCK belongs to the
+   * connection that took it: taken and released through the pool, it could
+   * stay with an idle connection). Not got within 60 s, or refused: fn runs without it, as before.
+   */
+  async exclusive<T>(fn: (ex: SqlExecutor) => Promise<T>): Promise<T> {
+    const conn = await this.acquire(this.deadline());
+    let broken = false;
+    try {
+      const locked = await this.query(conn, "SELECT GET_LOCK('etcd_adapter_schema', 60) AS got", [], null).then(
+        (rows) => Number((rows as Row[])[0]?.got) === 1,
+        () => false,
+      );
+      try {
+        return await fn(this.executor(conn, null));
+      } finally {
+        if (locked) await this.query(conn, "SELECT RELEASE_LOCK('etcd_adapter_schema')", [], null).catch(() => (broken = true));
+      }
+    } catch (err) {
+      broken = true;
+      throw err;
+    } finally {
+      if (broken) conn.destroy();
+      else conn.release();
     }
   }
 

@@ -76,7 +76,6 @@ function dialect(name: 'mysql' | 'tidb'): Dialect {
       FROM information_schema.TABLES WHERE table_schema = DATABASE() AND table_name LIKE 'etcd\\_%'`,
     reclaim: [],
     defragment: name === 'tidb' ? [] : ['OPTIMIZE TABLE etcd_log, etcd_kv'],
-    schemaLock: { acquire: "SELECT GET_LOCK('etcd_adapter_schema', 60) AS got", release: "SELECT RELEASE_LOCK('etcd_adapter_schema') AS released" },
     upsert: (table, columns, key, values) =>
       `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
        ON DUPLICATE KEY UPDATE ${columns.filter((c) => c !== key).map((c) => `${c} = VALUES(${c})`).join(', ')}`,

@@ -14,18 +14,11 @@
 import * as fs from 'node:fs';
 import pg from 'pg';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { earliest, RetryableError, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { COMMIT_CHANNEL } from './pg-dialect';
 
-export interface PostgresTarget {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /** From the URL's query string: sslmode, sslrootcert, connect_timeout, application_name. */
-  params: Record<string, string>;
-}
+/** Its params: sslmode, sslrootcert, connect_timeout, application_name. */
+export type PostgresTarget = DatabaseTarget;
 
 /** The advisory lock of schema migrations (any number: it only has to be the same for every instance). */
 const SCHEMA_LOCK_KEY = 0x65746364;
@@ -45,16 +38,21 @@ export function classify(err: unknown): unknown {
 
 const guarded = new WeakSet<pg.PoolClient>();
 
-/** `?` placeholders (outside quoted literals) as `$1, $2...`. */
-export function numbered(sql: string): string {
-  let n = 0;
+/** The statement with each `?` placeholder outside quoted literals replaced by fill(its index). */
+function fillPlaceholders(sql: string, fill: (i: number) => string): string {
+  let i = 0;
   let quoted = false;
   let out = '';
   for (const c of sql) {
     if (c === "'") quoted = !quoted;
-    out += c === '?' && !quoted ? `$${++n}` : c;
+    out += c === '?' && !quoted ? fill(i++) : c;
   }
   return out;
+}
+
+/** `?` placeholders (outside quoted literals) as `$1, $2...`. */
+export function numbered(sql: string): string {
+  return fillPlaceholders(sql, (i) => `$${i + 1}`);
 }
 
 /** A value as an SQL literal, for the statements sent with COMMIT. */
@@ -69,14 +67,7 @@ export function literal(v: unknown): string {
 
 /** A statement with its values written in (no placeholders left). */
 export function inlined(st: Statement): string {
-  let i = 0;
-  let quoted = false;
-  let out = '';
-  for (const c of st.sql) {
-    if (c === "'") quoted = !quoted;
-    out += c === '?' && !quoted ? literal(st.params[i++]) : c;
-  }
-  return out;
+  return fillPlaceholders(st.sql, (i) => literal(st.params[i]));
 }
 
 function sslOptions(params: Record<string, string>): pg.ClientConfig['ssl'] {
@@ -164,18 +155,11 @@ export class PostgresClient implements SqlClient {
         throw classify(err);
       },
     );
-    if (deadline === null) return pending;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StorageTimeoutError('waiting for a database connection')), Math.max(0, deadline - performance.now()));
-    });
     try {
-      return await Promise.race([pending, late]);
+      return await byDeadline(pending, deadline, 'waiting for a database connection');
     } catch (err) {
       if (err instanceof StorageTimeoutError) pending.then((c) => c.release(), () => undefined);
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -193,19 +177,9 @@ export class PostgresClient implements SqlClient {
     const work = run().catch((err) => {
       throw classify(err);
     });
-    if (deadline === null) return work;
-    const left = deadline - performance.now();
-    if (left <= 0) throw new StorageTimeoutError('a database statement');
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StorageTimeoutError('a database statement')), left);
-    });
-    try {
-      return await Promise.race([work, late]);
-    } finally {
-      clearTimeout(timer);
-      work.catch(() => undefined);
-    }
+    work.catch(() => undefined); // a late failure, after the deadline answered, is nobody's
+    if (deadline !== null && deadline <= performance.now()) throw new StorageTimeoutError('a database statement');
+    return byDeadline(work, deadline, 'a database statement');
   }
 
   private executor(conn: pg.PoolClient, deadline: number | null): SqlExecutor {

@@ -51,8 +51,6 @@ export interface Dialect {
   historyRange?(value: string, where: string, limit: string): string;
   /** The smaller of two integer expressions. */
   least(a: string, b: string): string;
-  /** Runs fn while holding a named database lock, if the database has them. */
-  readonly schemaLock?: { acquire: string; release: string };
 }
 
 /**

@@ -62,6 +62,35 @@ export interface SqlClient extends SqlExecutor {
   close(): Promise<void>;
 }
 
+/**
+ * The work's result, or StorageTimeoutError(`what`) once the deadline
+ * (performance.now() time; null: none) passes first. The work goes on; a
+ * caller that must undo it (a connection that comes late) does so itself.
+ */
+export async function byDeadline<T>(work: Promise<T>, deadline: number | null, what: string): Promise<T> {
+  if (deadline === null) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StorageTimeoutError(what)), Math.max(0, deadline - performance.now()));
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The connection, target and settings of a database server, from a backend URL. */
+export interface DatabaseTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  /** From the URL's query string (ssl, sslmode, connect timeouts...). */
+  params: Record<string, string>;
+}
+
 /** The earlier of two deadlines (null: none). */
 export function earliest(a: number | null, b: number | undefined): number | null {
   if (b === undefined) return a;

@@ -107,15 +107,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   private async migrate(): Promise<void> {
-    // Instances starting together take turns (a database lock on one connection, where the client has one).
+    // Instances starting together take turns (a database lock held on one connection, where there are several).
     if (this.client.exclusive) return this.client.exclusive((ex) => this.migrateOn(ex));
-    const lock = this.dialect.schemaLock;
-    if (lock) await this.client.all(lock.acquire, [], UNBOUNDED).catch(() => undefined);
-    try {
-      await this.migrateOn(this.client);
-    } finally {
-      if (lock) await this.client.all(lock.release).catch(() => undefined);
-    }
+    await this.migrateOn(this.client);
   }
 
   private async migrateOn(ex: SqlExecutor): Promise<void> {
