@@ -76,7 +76,9 @@ describe('SIGTERM with streams open, against etcd 3.4', { skip: !etcdAvailable()
     it(`streams end as etcd's do, and the server exits 0 (${backend})`, async () => {
       // etcd races its own shutdown: most stops end an HTTP watch with "transport is closing", a few
       // close the connection first (no last line) or end it with code 1 "the client connection is
-      // closing". The reference is a stop that ended the usual way (a few tries at most).
+      // closing"; and its gRPC watch usually ends UNAVAILABLE but now and then INTERNAL (the stream
+      // reset before its status went out; seen once in CI). The reference is a stop that ended the
+      // usual way on both (a few tries at most).
       const closing = '{"error":{"grpc_code":14,"http_code":503,"message":"transport is closing","http_status":"Service Unavailable"}}';
       let theirs: Seen | undefined;
       const tries: string[] = [];
@@ -84,10 +86,10 @@ describe('SIGTERM with streams open, against etcd 3.4', { skip: !etcdAvailable()
         const etcd = await startRealEtcd();
         const seen = await streamsAtSigterm(etcd.endpoint, () => process.kill(etcd.pid, 'SIGTERM'));
         await etcd.stop();
-        if (seen.watchTail === closing) theirs = seen;
+        if (seen.watchTail === closing && seen.grpcCode === 14) theirs = seen;
         else tries.push(JSON.stringify(seen));
       }
-      assert.ok(theirs, `etcd never ended an HTTP watch with "transport is closing" in 8 stops: ${tries.join('; ')}`);
+      assert.ok(theirs, `etcd never ended an HTTP watch with "transport is closing" and a gRPC watch with UNAVAILABLE in 8 stops: ${tries.join('; ')}`);
 
       const fresh = await freshBackend(backend);
       try {
