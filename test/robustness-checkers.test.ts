@@ -100,11 +100,33 @@ describe('robustness checkers: correct histories pass', () => {
       op(1, 0, 1, { type: 'leaseGrant', ttl: 1 }, { revision: 1, id: '7' }),
       op(1, 2, 3, put('a', '1', '7'), { revision: 2 }),
       op(2, 4, 5, get('a'), read(2, [kv('a', '1', 2, 2, 1, '7')])),
-      op(2, 10, 11, get('a'), read(3, [])),
-      op(1, 12, 13, put('a', '2', '7'), { error: { code: 5, message: 'etcdserver: requested lease not found' } }),
+      op(2, 1500, 1501, get('a'), read(3, [])),
+      op(1, 1502, 1503, put('a', '2', '7'), { error: { code: 5, message: 'etcdserver: requested lease not found' } }),
     ]);
     const r = checkHistory(h);
     assert.equal(r.ok, true, r.text);
+  });
+
+  it('two writes of unknown outcome that no read orders are ordered by what the full-keyspace watch saw', () => {
+    const ops = [op(1, 0, null, put('a', '1')), op(2, 0, null, put('b', '1')), op(3, 5, 6, get('a', 'c'), read(3, [kv('a', '1', 3, 3, 1), kv('b', '1', 2, 2, 1)]))];
+    const all = watch([{ revision: 2, events: [putEv(kv('b', '1', 2, 2, 1))] }, { revision: 3, events: [putEv(kv('a', '1', 3, 3, 1))] }], { key: '\0', end: '\0' });
+    const onlyA = watch([{ revision: 3, events: [putEv(kv('a', '1', 3, 3, 1))] }], { key: 'a', end: undefined });
+    const r = checkHistory(history(ops, [all, onlyA]));
+    assert.equal(r.ok, true, r.text);
+  });
+
+  it("a watch from a compaction's revision without that revision's DELETE and prev_kv, as etcd 3.4 serves it", () => {
+    const ops = [
+      op(1, 0, 1, put('a', '1'), { revision: 2 }),
+      op(1, 2, 3, put('b', '1'), { revision: 3 }),
+      op(1, 4, 5, { type: 'txn', compare: [], success: [{ del: { key: 'a' } }, { put: { key: 'b', value: '2' } }], failure: [] }, { revision: 4, succeeded: true, results: [{ deleted: 1 }, { put: true }] }),
+      op(1, 6, 7, { type: 'compact', revision: 4 }, { revision: 4 }),
+    ];
+    const w = watch([{ time: 8, revision: 4, events: [putEv(kv('b', '2', 3, 4, 2))] }], { startRevision: 4, prevKv: true });
+    const r = checkHistory(history(ops, [w]));
+    assert.equal(r.ok, true, r.text);
+    // the same watch without the compaction misses an event
+    assert.deepEqual(violationsOf(history(ops.slice(0, 3), [w])), ['reliable']);
   });
 
   it('a watch with a NOPUT filter and progress notifications', () => {
@@ -137,6 +159,20 @@ describe('robustness checkers: each bug is caught', () => {
     assert.deepEqual(violationsOf(h), ['linearizable']);
   });
 
+  it('a lease gone before its TTL ran out', () => {
+    const h = history([op(1, 0, 1, { type: 'leaseGrant', ttl: 60 }, { revision: 1, id: '7' }), op(1, 2, 3, put('a', '1', '7'), { error: { code: 5, message: 'etcdserver: requested lease not found' } })]);
+    assert.deepEqual(violationsOf(h), ['linearizable']);
+  });
+
+  it('keys deleted by a lease expiry before the lease could expire', () => {
+    const h = history([
+      op(1, 0, 1, { type: 'leaseGrant', ttl: 60 }, { revision: 1, id: '7' }),
+      op(1, 2, 3, put('a', '1', '7'), { revision: 2 }),
+      op(2, 10, 11, get('a'), read(3, [])),
+    ]);
+    assert.deepEqual(violationsOf(h), ['linearizable']);
+  });
+
   it('a txn that took the wrong branch', () => {
     const h = history([
       op(1, 0, 1, put('a', '1'), { revision: 2 }),
@@ -159,6 +195,14 @@ describe('robustness checkers: each bug is caught', () => {
     const w = goodWatch();
     w.responses.splice(2, 1); // revision 3
     assert.deepEqual(violationsOf(history(writes(), [goodWatch(), w])), ['reliable']);
+  });
+
+  it('a full-keyspace watch whose event no order of the KV history makes', () => {
+    const w = goodWatch();
+    w.create.key = '\0';
+    w.create.end = '\0';
+    w.responses[2] = { ...w.responses[2], events: [putEv(kv('b', 'other', 3, 3, 1))] };
+    assert.deepEqual(violationsOf(history(writes(), [w])), ['watch matches KV', 'event']);
   });
 
   it('a duplicated watch event', () => {

@@ -140,3 +140,12 @@ export function inRange(key: string, start: string, end?: string): boolean {
   if (end === '\0') return key >= start;
   return key >= start && key < end;
 }
+
+/** JSON text of a history (an unknown completion time, Infinity, is written as null). */
+export function historyJson(h: History): string {
+  return JSON.stringify(h, (k, v) => (k === 'ret' && v === Infinity ? null : v));
+}
+
+export function parseHistory(text: string): History {
+  return JSON.parse(text, (k, v) => (k === 'ret' && v === null ? Infinity : v));
+}

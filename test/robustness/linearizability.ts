@@ -9,7 +9,7 @@
 // which is the same as never. The search is bounded: past `maxSteps` it
 // answers "inconclusive" instead of running on.
 import type { Operation, WatchEvent } from './history';
-import { initialState, showKv, step, stateHash, type ModelState } from './model';
+import { initialState, sameKv, showKv, step, stateHash, type ModelState } from './model';
 
 interface Entry {
   op: number;
@@ -59,8 +59,34 @@ function zobrist(n: number): Uint32Array {
   return z;
 }
 
-export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; initial?: ModelState } = {}): Verdict {
+/**
+ * Events that watches saw, by revision. When given, a step that makes revision r
+ * must make exactly these events: the watches then decide between orders the KV
+ * answers alone leave open (two writes with unknown outcomes, two lease
+ * expiries), as etcd's robustness suite uses them to patch its histories.
+ */
+export type Observed = ReadonlyMap<number, readonly WatchEvent[]>;
+
+function observedMismatch(observed: Observed | undefined, rev: number, events: WatchEvent[]): string | null {
+  const seen = observed?.get(rev);
+  if (!seen || !events.length) return null;
+  if (seen.length !== events.length || seen.some((e, i) => e.type !== events[i].type || !sameKv(e.kv, events[i].kv))) {
+    return `the watches saw ${seen.map((e) => `${e.type} ${showKv(e.kv)}`).join(', ')} at revision ${rev}, this would make ${events.map((e) => `${e.type} ${showKv(e.kv)}`).join(', ')}`;
+  }
+  return null;
+}
+
+/** step, held to what the watches saw. */
+function observedStep(observed: Observed | undefined, state: ModelState, op: Operation): ReturnType<typeof step> {
+  const r = step(state, op.input, op.output, op);
+  if ('reject' in r) return r;
+  const m = observedMismatch(observed, r.state.rev, r.events);
+  return m ? { reject: m } : r;
+}
+
+export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; initial?: ModelState; observed?: Observed } = {}): Verdict {
   const maxSteps = opts.maxSteps ?? 5_000_000;
+  const observed = opts.observed;
   const entries: Entry[] = [];
   ops.forEach((op, i) => {
     const call: Entry = { op: i, isCall: true, time: op.call };
@@ -107,8 +133,7 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
     if (++steps > maxSteps) return { ok: 'inconclusive', steps };
     if (!entry) break; // unreachable: a return entry always ends the list
     if (entry.isCall) {
-      const op = ops[entry.op];
-      const r = step(state, op.input, op.output);
+      const r = observedStep(observed, state, ops[entry.op]);
       if ('state' in r) {
         const n1 = (z1 ^ z[entry.op * 2]) >>> 0;
         const n2 = (z2 ^ z[entry.op * 2 + 1]) >>> 0;
@@ -144,7 +169,7 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
     const order: Linearized['order'] = [];
     let s = opts.initial ?? initialState;
     for (const frame of stack) {
-      const r = step(s, ops[frame.entry.op].input, ops[frame.entry.op].output) as { state: ModelState; events: WatchEvent[] };
+      const r = observedStep(observed, s, ops[frame.entry.op]) as { state: ModelState; events: WatchEvent[] };
       order.push({ op: ops[frame.entry.op], state: r.state, events: r.events });
       s = r.state;
     }
@@ -157,7 +182,7 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
   const refusals = ops
     .filter((op, i) => !taken.has(i) && op.call <= failing.ret)
     .map((op) => {
-      const r = step(at.state, op.input, op.output);
+      const r = observedStep(observed, at.state, op);
       return { op, reason: 'reject' in r ? r.reject : 'fits here, but nothing that must follow it does' };
     });
   return { ok: false, steps, failing, prefix: at.prefix.map((i) => ops[i]), state: at.state, refusals };

@@ -7,11 +7,23 @@
 import type { Compare, KeyValue, Request, Response, TxnOp, TxnResult, WatchEvent } from './history';
 import { inRange } from './history';
 
+export interface LeaseEntry {
+  readonly keys: ReadonlySet<string>;
+  /** The earliest time it may expire: its grant's call time plus its TTL. */
+  readonly ttlEnd: number;
+}
+
 export interface ModelState {
   readonly rev: number;
   readonly kvs: ReadonlyMap<string, KeyValue>;
   /** Granted leases and the keys attached to each. */
-  readonly leases: ReadonlyMap<string, ReadonlySet<string>>;
+  readonly leases: ReadonlyMap<string, LeaseEntry>;
+}
+
+/** When a request was called and when it returned (Infinity: unknown). */
+export interface Span {
+  call: number;
+  ret: number;
 }
 
 export type StepResult = { state: ModelState; events: WatchEvent[] } | { reject: string };
@@ -25,7 +37,7 @@ export function stateHash(s: ModelState): string {
   let h = hashes.get(s);
   if (h === undefined) {
     const kvs = [...s.kvs.values()].sort((a, b) => (a.key < b.key ? -1 : 1)).map((kv) => `${kv.key}=${kv.value}/${kv.create}/${kv.mod}/${kv.version}/${kv.lease}`);
-    const leases = [...s.leases.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([id, keys]) => `${id}:${[...keys].sort().join(',')}`);
+    const leases = [...s.leases.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([id, l]) => `${id}:${[...l.keys].sort().join(',')}`);
     h = `${s.rev}|${kvs.join(';')}|${leases.join(';')}`;
     hashes.set(s, h);
   }
@@ -58,7 +70,7 @@ export function diffRange(expected: KeyValue[], got: { kvs: KeyValue[]; count: n
 /** A copy of a state that a write can change. */
 class Draft {
   kvs: Map<string, KeyValue>;
-  leases: Map<string, ReadonlySet<string>>;
+  leases: Map<string, LeaseEntry>;
   events: WatchEvent[] = [];
   constructor(readonly base: ModelState) {
     this.kvs = new Map(base.kvs);
@@ -69,14 +81,15 @@ class Draft {
   }
   private detach(kv: KeyValue | undefined): void {
     if (!kv || kv.lease === '0') return;
-    const keys = this.leases.get(kv.lease);
-    if (keys) this.leases.set(kv.lease, new Set([...keys].filter((k) => k !== kv.key)));
+    const l = this.leases.get(kv.lease);
+    if (l) this.leases.set(kv.lease, { ...l, keys: new Set([...l.keys].filter((k) => k !== kv.key)) });
   }
   put(key: string, value: string, lease = '0'): void {
     const prev = this.kvs.get(key);
     const kv: KeyValue = { key, value, create: prev ? prev.create : this.newRev, mod: this.newRev, version: prev ? prev.version + 1 : 1, lease };
     this.detach(prev);
-    if (lease !== '0') this.leases.set(lease, new Set([...(this.leases.get(lease) ?? []), key]));
+    const l = this.leases.get(lease);
+    if (l) this.leases.set(lease, { ...l, keys: new Set([...l.keys, key]) });
     this.kvs.set(key, kv);
     this.events.push({ type: 'PUT', kv, ...(prev ? { prev } : {}) });
   }
@@ -91,7 +104,7 @@ class Draft {
   }
   /** Revokes a lease: its keys are deleted in key order, as etcd's lessor does. */
   revoke(id: string): void {
-    for (const key of [...(this.leases.get(id) ?? [])].sort()) this.del(key);
+    for (const key of [...(this.leases.get(id)?.keys ?? [])].sort()) this.del(key);
     this.leases.delete(id);
   }
   done(): { state: ModelState; events: WatchEvent[] } {
@@ -127,8 +140,25 @@ function isError(r: Response | undefined): r is { error: { code: number; message
 
 const NOT_FOUND = 5;
 
-/** Applies `input` to `s`; with `output`, also checks that the recorded answer fits. */
-export function step(s: ModelState, input: Request, output?: Response): StepResult {
+/**
+ * A lease that holds no keys expires unseen: only a later "lease not found"
+ * shows it. Rather than try every point where it might have expired (each a
+ * different state, which makes the search explode), the model lets such a
+ * lease be found gone by a request that returned after its TTL had passed.
+ */
+function expiredUnseen(s: ModelState, id: string, when?: Span): boolean {
+  const l = s.leases.get(id);
+  return !!l && l.keys.size === 0 && !!when && when.ret >= l.ttlEnd;
+}
+
+function without(s: ModelState, id: string): ModelState {
+  const leases = new Map(s.leases);
+  leases.delete(id);
+  return { rev: s.rev, kvs: s.kvs, leases };
+}
+
+/** Applies `input` to `s`; with `output`, also checks that the recorded answer fits. `when` is the request's span. */
+export function step(s: ModelState, input: Request, output?: Response, when?: Span): StepResult {
   const out = output as any;
   const checkRev = (r: { state: ModelState; events: WatchEvent[] }): StepResult =>
     !output || out.revision === r.state.rev ? r : { reject: `answered revision ${out.revision}, the state would be at ${r.state.rev}` };
@@ -143,6 +173,7 @@ export function step(s: ModelState, input: Request, output?: Response): StepResu
     }
     case 'put': {
       const lease = input.lease ?? '0';
+      if (lease !== '0' && isError(output) && output.error.code === NOT_FOUND && expiredUnseen(s, lease, when)) return { state: without(s, lease), events: [] };
       if (lease !== '0' && !s.leases.has(lease)) {
         if (!output || (isError(output) && output.error.code === NOT_FOUND)) return { state: s, events: [] };
         return { reject: `put with lease ${lease} succeeded, the lease is not granted in this state` };
@@ -165,7 +196,7 @@ export function step(s: ModelState, input: Request, output?: Response): StepResu
       if (output && out.succeeded !== succeeded) return { reject: `txn ${out.succeeded ? 'succeeded' : 'failed'}, its compares ${succeeded ? 'hold' : 'do not hold'} in this state` };
       const d = new Draft(s);
       const results = applyTxnOps(d, succeeded ? input.success : input.failure);
-      if (output) {
+      if (output && out.results) {
         for (let i = 0; i < results.length; i++) {
           const want = results[i] as any;
           const got = out.results[i];
@@ -184,11 +215,14 @@ export function step(s: ModelState, input: Request, output?: Response): StepResu
       if (s.leases.has(out.id)) return { reject: `lease ${out.id} granted twice` };
       if (out.revision !== s.rev) return { reject: `lease grant answered revision ${out.revision}, the state is at ${s.rev}` };
       const leases = new Map(s.leases);
-      leases.set(out.id, new Set());
+      leases.set(out.id, { keys: new Set(), ttlEnd: (when?.call ?? 0) + input.ttl * 1000 });
       return { state: { rev: s.rev, kvs: s.kvs, leases }, events: [] };
     }
     case 'leaseRevoke':
     case 'leaseExpire': {
+      // an expiry that deletes nothing changes nothing here (expiredUnseen removes such a lease when it shows)
+      if (input.type === 'leaseExpire' && !s.leases.get(input.id)?.keys.size) return { state: s, events: [] };
+      if (input.type === 'leaseRevoke' && isError(output) && output.error.code === NOT_FOUND && expiredUnseen(s, input.id, when)) return { state: without(s, input.id), events: [] };
       if (!s.leases.has(input.id)) {
         if (!output || (isError(output) && output.error.code === NOT_FOUND)) return { state: s, events: [] };
         return { reject: `revoke of lease ${input.id} succeeded, the lease is not granted in this state` };

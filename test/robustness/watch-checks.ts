@@ -11,6 +11,11 @@
 //   prev_kv       the previous key-value, when asked for, is the key's state before the event
 //   creates       a create is a PUT with version 1 and create = mod revision (compared whole)
 //   compaction    a watch canceled as compacted started below a compaction that was asked for
+// One allowance, as etcd 3.4 behaves (seen with etcdctl): at exactly a compaction's
+// revision C, a watch that reads C back from history gets no DELETE of C (the
+// tombstone went with the compaction) and no prev_kv for C's events (the
+// previous versions are below C). So at a revision that a compaction requested
+// before the watch's last response names, DELETEs may be absent and prev_kv too.
 import type { Operation, WatchEvent, WatchRecord } from './history';
 import { inRange } from './history';
 import { sameKv, showKv } from './model';
@@ -58,7 +63,10 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
   if (created.canceled) return out; // refused at creation (e.g. compacted): checked below
   const start = w.create.startRevision || created.revision + 1;
 
+  const lastTime = w.responses[w.responses.length - 1].time;
+  const boundaries = new Set(compactions.filter((c) => c.input.type === 'compact' && c.call <= lastTime).map((c) => (c.input as { revision: number }).revision));
   const wanted = (e: WatchEvent) =>
+    !(e.type === 'DELETE' && boundaries.has(e.kv.mod)) &&
     inRange(e.kv.key, w.create.key, w.create.end) && !(e.type === 'PUT' && w.create.filters.includes('NOPUT')) && !(e.type === 'DELETE' && w.create.filters.includes('NODELETE'));
   const expectedUpTo = (rev: number): { rev: number; e: ReferenceEvent }[] => {
     const list: { rev: number; e: ReferenceEvent }[] = [];
@@ -70,9 +78,12 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
   const delivered: { rev: number; e: WatchEvent; response: number }[] = [];
   let reached = start - 1; // the revision the stream is known to have delivered everything up to
   let compactedAt: number | undefined;
-  w.responses.forEach((r, i) => {
+  // nothing after a cancel belongs to this watch (a stream-wide progress answer may follow it)
+  const end = w.responses.findIndex((r) => r.canceled);
+  const responses = end >= 0 ? w.responses.slice(0, end + 1) : w.responses;
+  responses.forEach((r, i) => {
     if (r.compactRevision) compactedAt = r.compactRevision;
-    for (const e of r.events) delivered.push({ rev: e.kv.mod, e, response: i });
+    for (const e of r.events) if (!(e.type === 'DELETE' && boundaries.has(e.kv.mod))) delivered.push({ rev: e.kv.mod, e, response: i });
     const isProgress = !r.created && !r.canceled && !r.compactRevision && r.events.length === 0;
     if (isProgress) {
       // bookmarkable: everything up to the notified revision has been delivered, nothing at or below it follows
@@ -85,7 +96,7 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
   if (w.syncedTo !== undefined) reached = Math.max(reached, w.syncedTo);
   if (delivered.length) reached = Math.max(reached, delivered[delivered.length - 1].rev);
   if (compactedAt !== undefined) {
-    const asked = compactions.some((c) => c.input.type === 'compact' && c.input.revision >= compactedAt! && c.call <= w.responses[w.responses.length - 1].time);
+    const asked = compactions.some((c) => c.input.type === 'compact' && c.input.revision >= compactedAt! && c.call <= responses[responses.length - 1].time);
     if (!asked) fail('compaction', `canceled as compacted at ${compactedAt}, but no compaction to that revision had been asked for`);
   }
   reached = Math.min(reached, finalRevision);
@@ -111,7 +122,8 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
       fail('reliable', `never delivered ${showEvent(want.e)} at revision ${want.rev} (delivered ${delivered.length} events; the stream reached revision ${reached})`);
       break;
     }
-    if (got.rev !== want.rev || !sameEvent(got.e, want.e, w.create.prevKv)) {
+    const prevKv = w.create.prevKv && !(boundaries.has(got.rev) && got.e.prev === undefined);
+    if (got.rev !== want.rev || !sameEvent(got.e, want.e, prevKv)) {
       const what = got.rev !== want.rev || got.e.kv.key !== want.e.kv.key ? 'reliable' : w.create.prevKv && !sameKv(got.e.prev, want.e.prev) ? 'prev_kv' : 'event';
       fail(what, `event ${i}: delivered ${showEvent(got.e)}${got.e.prev ? ` (prev ${showKv(got.e.prev)})` : ''} where the history holds ${showEvent(want.e)}${w.create.prevKv ? ` (prev ${showKv(want.e.prev)})` : ''}`);
       break;
@@ -122,7 +134,7 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
   // atomic: a revision's events are never split across responses (unless fragmented)
   for (let i = 1; i < delivered.length; i++) {
     const [a, b] = [delivered[i - 1], delivered[i]];
-    if (a.rev === b.rev && a.response !== b.response && !w.responses[a.response].fragment) {
+    if (a.rev === b.rev && a.response !== b.response && !responses[a.response].fragment) {
       fail('atomic', `the events of revision ${a.rev} came in two responses`);
       break;
     }

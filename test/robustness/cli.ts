@@ -1,0 +1,64 @@
+// npm run robustness -- --backend memory|sqlite|mysql|postgres|URL [--duration 10m]
+//   [--seed N] [--instances 3] [--clients 6] [--watchers 4] [--faults kill,freeze,...]
+//   [--out DIR] [--runs N]
+// Long robustness runs: writes each run's history.json and report.txt to
+// DIR/<backend>-<seed>/, prints the report, and exits 1 on any violation.
+import * as path from 'node:path';
+import * as os from 'node:os';
+import { parseArgs } from 'node:util';
+import { FAULTS, runRobustness, type Fault } from './run';
+
+function duration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s);
+  if (!m) throw new Error(`not a duration: ${s} (use 90s, 10m, ...)`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      backend: { type: 'string', default: 'memory' },
+      duration: { type: 'string', default: '60s' },
+      seed: { type: 'string' },
+      instances: { type: 'string', default: '3' },
+      clients: { type: 'string', default: '6' },
+      watchers: { type: 'string', default: '4' },
+      faults: { type: 'string', default: FAULTS.join(',') },
+      out: { type: 'string', default: path.join(os.tmpdir(), 'etcd-adapter-robustness') },
+      runs: { type: 'string', default: '1' },
+      'shared-server': { type: 'boolean', default: false },
+    },
+  });
+  const faults = values.faults ? (values.faults.split(',').filter(Boolean) as Fault[]) : [];
+  for (const f of faults) if (!FAULTS.includes(f)) throw new Error(`unknown fault ${f}: use ${FAULTS.join(', ')}`);
+  let failed = 0;
+  for (let run = 0; run < Number(values.runs); run++) {
+    const seed = values.seed !== undefined ? Number(values.seed) + run : Math.floor(Math.random() * 2 ** 31);
+    const label = /^[a-z]+$/.test(values.backend!) ? values.backend! : 'url';
+    const out = path.join(values.out!, `${label}-${seed}`);
+    const { report } = await runRobustness({
+      backend: values.backend!,
+      privateServer: !values['shared-server'],
+      durationMs: duration(values.duration!),
+      seed,
+      instances: Number(values.instances),
+      clients: Number(values.clients),
+      watchers: Number(values.watchers),
+      faults,
+      out,
+      log: (l) => console.log(l),
+    });
+    console.log(report.text);
+    console.log(`history and report: ${out}`);
+    if (!report.ok) failed++;
+  }
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(2);
+  },
+);
