@@ -15,8 +15,8 @@ import type { TokenRecord, TokenStore } from './driver';
 
 /** How often used tokens are written back. */
 const FLUSH_MS = 1000;
-/** How often expired tokens are removed from the store. */
-const SWEEP_MS = 60_000;
+/** How often expired tokens are removed from the store: every TTL, at most every minute, at least every second. */
+const sweepMs = (ttlMs: number) => Math.min(60_000, Math.max(1000, ttlMs));
 /** Tokens known not to exist, remembered (they cannot come to exist: tokens are random). */
 const MAX_UNKNOWN = 10_000;
 /** Tokens remembered here; past this the oldest are forgotten (the store still has them). */
@@ -59,7 +59,8 @@ export class AuthTokens {
   start(): void {
     this.flushTimer = setInterval(() => void this.flush(), FLUSH_MS);
     this.flushTimer.unref();
-    this.sweepTimer = setInterval(() => void this.store.dropIdle(this.ttlMs + SWEEP_MS).catch(this.onError), SWEEP_MS);
+    const every = sweepMs(this.ttlMs);
+    this.sweepTimer = setInterval(() => void this.store.dropIdle(this.ttlMs + every).catch(this.onError), every);
     this.sweepTimer.unref();
   }
 
