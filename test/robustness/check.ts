@@ -15,9 +15,14 @@ export interface Report {
   text: string;
 }
 
+/** A request the client never sent (no connection): it had no effect. */
+export function notSent(o: Operation): boolean {
+  return !!o.output && 'error' in o.output && o.output.error.message.startsWith('not sent');
+}
+
 /** The operations the search steps: unknown reads and unknown lease grants say nothing; each granted lease may expire at any time. */
 export function steppedOperations(ops: Operation[]): Operation[] {
-  const out = ops.filter((o) => isStepped(o.input) && !(o.output === undefined && (o.input.type === 'range' || o.input.type === 'leaseGrant')));
+  const out = ops.filter((o) => isStepped(o.input) && !(o.output === undefined && (o.input.type === 'range' || o.input.type === 'leaseGrant')) && !notSent(o));
   let next = -1;
   for (const g of ops) {
     if (g.input.type !== 'leaseGrant' || !g.output || 'error' in g.output) continue;
@@ -53,7 +58,7 @@ export function shrink(v: NotLinearizable, maxSteps = 200_000): { ops: Operation
   return { ops, initial: v.state };
 }
 
-export function checkHistory(h: History, opts: { maxSteps?: number } = {}): Report {
+export function checkHistory(h: History, opts: { maxSteps?: number; shrink?: boolean } = {}): Report {
   const lines: string[] = [];
   const violations: Violation[] = [];
   const ops = h.operations;
@@ -78,7 +83,7 @@ export function checkHistory(h: History, opts: { maxSteps?: number } = {}): Repo
   if (v.ok === false) {
     violations.push({ check: 'linearizable', message: describeViolation(v, show) });
     lines.push(violations[violations.length - 1].message);
-    const small = shrink(v);
+    const small = opts.shrink === false ? null : shrink(v);
     if (small) {
       lines.push(`Shortest failing sub-history found (${small.ops.length} operations, from the state above):`);
       for (const op of small.ops) lines.push(`  ${show(op)}`);

@@ -10,6 +10,9 @@ const pkg = grpc.loadPackageDefinition(packageDefinition) as any;
 
 export class Unknown extends Error {}
 
+/** The request never left the client: no connection to send it on. Certainly no effect. */
+const NOT_SENT = { code: 14, message: 'not sent: no connection' };
+
 /** gRPC codes after which the request certainly had no effect. */
 const DEFINITE = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.ALREADY_EXISTS, grpc.status.PERMISSION_DENIED, grpc.status.RESOURCE_EXHAUSTED, grpc.status.FAILED_PRECONDITION, grpc.status.OUT_OF_RANGE, grpc.status.UNAUTHENTICATED]);
 
@@ -123,6 +126,8 @@ export class GrpcConn implements Conn {
       (client as any)[w.method](w.body, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err: grpc.ServiceError | null, res: any) => {
         if (!err) resolve(answer(req, res, false));
         else if (DEFINITE.has(err.code)) resolve({ error: { code: err.code, message: err.details } });
+        // grpc-js fails a call this way only before sending it (no ready connection, no wait-for-ready)
+        else if (err.code === grpc.status.UNAVAILABLE && /^No connection established/.test(err.details)) resolve({ error: NOT_SENT });
         else reject(new Unknown(`${grpc.status[err.code]}: ${err.details}`));
       });
     });
@@ -143,6 +148,7 @@ export class HttpConn implements Conn {
       res = await fetch(this.url + w.path, { method: 'POST', body: JSON.stringify(w.body), signal: AbortSignal.timeout(this.timeoutMs) });
       text = await res.text();
     } catch (err) {
+      if ((err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED') return { error: NOT_SENT };
       throw new Unknown(`HTTP: ${(err as Error).message}`);
     }
     let body: any;

@@ -76,23 +76,43 @@ function observedMismatch(observed: Observed | undefined, rev: number, events: W
   return null;
 }
 
-/** step, held to what the watches saw. */
-function observedStep(observed: Observed | undefined, state: ModelState, op: Operation): ReturnType<typeof step> {
+/** step, held to what the watches saw, and to no revision beyond `maxRevision`. */
+function observedStep(observed: Observed | undefined, state: ModelState, op: Operation, maxRevision = Infinity): ReturnType<typeof step> {
   const r = step(state, op.input, op.output, op);
   if ('reject' in r) return r;
+  if (r.state.rev > maxRevision) return { reject: `would make revision ${r.state.rev}, beyond any revision anyone saw (${maxRevision})` };
   const m = observedMismatch(observed, r.state.rev, r.events);
   return m ? { reject: m } : r;
+}
+
+/**
+ * The highest revision anyone saw: in an answer or in a watch. A write whose
+ * outcome is unknown cannot be placed to make a revision above it: nothing
+ * could come after it (revisions only go up), so "it never took effect"
+ * explains the history as well, and trying it everywhere would explode.
+ */
+export function highestSeen(ops: Operation[], observed?: Observed): number {
+  let max = 0;
+  for (const o of ops) {
+    const r = (o.output as { revision?: number } | undefined)?.revision;
+    if (typeof r === 'number' && r > max) max = r;
+  }
+  for (const rev of observed?.keys() ?? []) if (rev > max) max = rev;
+  return max;
 }
 
 export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; initial?: ModelState; observed?: Observed } = {}): Verdict {
   const maxSteps = opts.maxSteps ?? 5_000_000;
   const observed = opts.observed;
+  const maxRevision = Math.max(highestSeen(ops, observed), opts.initial?.rev ?? initialState.rev);
   const entries: Entry[] = [];
+  const callOf: Entry[] = [];
   ops.forEach((op, i) => {
     const call: Entry = { op: i, isCall: true, time: op.call };
     const ret: Entry = { op: i, isCall: false, time: op.ret };
     call.match = ret;
     entries.push(call, ret);
+    callOf.push(call);
   });
   // Calls before returns at the same instant: touching operations count as concurrent.
   entries.sort((a, b) => a.time - b.time || (a.isCall === b.isCall ? a.op - b.op : a.isCall ? -1 : 1));
@@ -122,24 +142,34 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
   let z1 = 0;
   let z2 = 0;
   const seen = new Set<string>();
-  const stack: { entry: Entry; state: ModelState; events: WatchEvent[] }[] = [];
+  type Frame = { entry: Entry; state: ModelState; events: WatchEvent[]; skipped?: boolean };
+  const stack: Frame[] = [];
   let state = opts.initial ?? initialState;
   let entry = head.next;
   let steps = 0;
   let deepest = -1;
   let deepestAt: { prefix: number[]; state: ModelState; failing: number } | null = null;
 
+  // Steps count the choices made and undone; tries (a candidate refused) are cheaper and bounded apart.
+  let tries = 0;
   while (head.next) {
-    if (++steps > maxSteps) return { ok: 'inconclusive', steps };
+    if (steps > maxSteps || tries > maxSteps * 20) return { ok: 'inconclusive', steps };
     if (!entry) break; // unreachable: a return entry always ends the list
     if (entry.isCall) {
-      const r = observedStep(observed, state, ops[entry.op]);
-      if ('state' in r) {
+      const op = ops[entry.op];
+      const r = observedStep(observed, state, op, maxRevision);
+      // An unknown outcome is taken only where it changes something: taking it where it changes
+      // nothing is the same as never taking it, which its end (below) allows. Without this, each
+      // such operation doubles the states to search.
+      const idle = op.ret === Infinity && 'state' in r && r.state === state;
+      tries++;
+      if ('state' in r && !idle) {
         const n1 = (z1 ^ z[entry.op * 2]) >>> 0;
         const n2 = (z2 ^ z[entry.op * 2 + 1]) >>> 0;
         const key = `${n1}:${n2}:${stateHash(r.state)}`;
         if (!seen.has(key)) {
           seen.add(key);
+          steps++;
           stack.push({ entry, state, events: r.events });
           state = r.state;
           z1 = n1;
@@ -150,17 +180,31 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
         }
       }
       entry = entry.next;
+    } else if (ops[entry.op].ret === Infinity) {
+      // the end of an operation whose outcome is unknown, not taken: it never took effect
+      const call = callOf[entry.op];
+      stack.push({ entry: call, state, events: [], skipped: true });
+      lift(call);
+      z1 = (z1 ^ z[entry.op * 2]) >>> 0;
+      z2 = (z2 ^ z[entry.op * 2 + 1]) >>> 0;
+      entry = head.next;
     } else {
       if (stack.length > deepest) {
         deepest = stack.length;
-        deepestAt = { prefix: stack.map((s) => s.entry.op), state, failing: entry.op };
+        deepestAt = { prefix: stack.filter((f) => !f.skipped).map((f) => f.entry.op), state, failing: entry.op };
       }
-      if (stack.length === 0) break;
-      const top = stack.pop()!;
-      state = top.state;
-      z1 = (z1 ^ z[top.entry.op * 2]) >>> 0;
-      z2 = (z2 ^ z[top.entry.op * 2 + 1]) >>> 0;
-      unlift(top.entry);
+      // undo the last choice (and every "never took effect" above it: that was no choice)
+      let top: Frame | undefined;
+      steps++;
+      do {
+        top = stack.pop();
+        if (!top) break;
+        state = top.state;
+        z1 = (z1 ^ z[top.entry.op * 2]) >>> 0;
+        z2 = (z2 ^ z[top.entry.op * 2 + 1]) >>> 0;
+        unlift(top.entry);
+      } while (top.skipped);
+      if (!top) break;
       entry = top.entry.next;
     }
   }
@@ -169,6 +213,7 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
     const order: Linearized['order'] = [];
     let s = opts.initial ?? initialState;
     for (const frame of stack) {
+      if (frame.skipped) continue;
       const r = observedStep(observed, s, ops[frame.entry.op]) as { state: ModelState; events: WatchEvent[] };
       order.push({ op: ops[frame.entry.op], state: r.state, events: r.events });
       s = r.state;
@@ -182,7 +227,7 @@ export function checkLinearizable(ops: Operation[], opts: { maxSteps?: number; i
   const refusals = ops
     .filter((op, i) => !taken.has(i) && op.call <= failing.ret)
     .map((op) => {
-      const r = observedStep(observed, at.state, op);
+      const r = observedStep(observed, at.state, op, maxRevision);
       return { op, reason: 'reject' in r ? r.reject : 'fits here, but nothing that must follow it does' };
     });
   return { ok: false, steps, failing, prefix: at.prefix.map((i) => ops[i]), state: at.state, refusals };

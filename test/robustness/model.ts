@@ -72,6 +72,7 @@ class Draft {
   kvs: Map<string, KeyValue>;
   leases: Map<string, LeaseEntry>;
   events: WatchEvent[] = [];
+  private leasesTouched = false;
   constructor(readonly base: ModelState) {
     this.kvs = new Map(base.kvs);
     this.leases = new Map(base.leases);
@@ -105,10 +106,12 @@ class Draft {
   /** Revokes a lease: its keys are deleted in key order, as etcd's lessor does. */
   revoke(id: string): void {
     for (const key of [...(this.leases.get(id)?.keys ?? [])].sort()) this.del(key);
-    this.leases.delete(id);
+    this.leasesTouched = this.leases.delete(id) || this.leasesTouched;
   }
+  /** The new state; the base itself when nothing changed (the search tells no-ops by identity). */
   done(): { state: ModelState; events: WatchEvent[] } {
     const changed = this.events.length > 0;
+    if (!changed && !this.leasesTouched) return { state: this.base, events: [] };
     return { state: { rev: changed ? this.newRev : this.base.rev, kvs: this.kvs, leases: this.leases }, events: this.events };
   }
 }

@@ -27,7 +27,7 @@ export interface RunOptions {
   watchers?: number;
   /** Faults to choose from (those the backend allows); default all. */
   faults?: readonly Fault[];
-  /** How many faults over the run. */
+  /** How many faults over the run (each allowed kind once before any repeats; all are injected, even past the duration). */
   faultCount?: number;
   /** A folder for history.json and report.txt. */
   out?: string;
@@ -82,13 +82,13 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
     }
     const loops = conns.map((conn, c) => clientLoop(s, conn, c, new Rng(o.seed * 31 + c + 1), c === 0));
 
-    // faults, spread over the run
+    // faults, spread over the run; each allowed kind once before any repeats
     const faultCount = allowed.length ? (o.faultCount ?? Math.max(1, Math.round(o.durationMs / 6000))) : 0;
+    const plan = [...allowed].sort(() => rng.next() - 0.5);
     const gap = o.durationMs / (faultCount + 1);
     for (let f = 0; f < faultCount; f++) {
-      await sleep(gap * (0.5 + rng.next()) - (f === 0 ? 0 : 0));
-      if (now() > o.durationMs) break;
-      const kind = rng.pick(allowed);
+      await sleep(gap * (0.5 + rng.next()));
+      const kind = plan[f % plan.length];
       const what = await inject(kind, { rng, instances, db, watchers, shared: s, conns: grpcs });
       faults.push({ time: now(), what });
       log(`  fault at ${(now() / 1000).toFixed(1)} s: ${what}`);
@@ -96,6 +96,7 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
     while (now() < o.durationMs) await sleep(Math.min(200, o.durationMs - now()));
 
     // stop traffic, heal, and read the final state on every instance
+    log(`  traffic stops at ${(now() / 1000).toFixed(1)} s`);
     s.stopped = true;
     await Promise.all(loops);
     await watchers.stopLoops();
@@ -127,9 +128,11 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
       await sleep(300);
     }
     for (const w of open) w.close('end of run');
+    log(`  final revision ${finalRevision}; watches caught up at ${(now() / 1000).toFixed(1)} s${open.every(caughtUp) ? '' : ` (${open.filter((w) => !caughtUp(w)).length} did not)`}`);
 
     const history: History = { seed: o.seed, backend: o.backend, instances: count, operations: s.operations, watches: watchers.records, faults, finalRevision };
     const report = checkHistory(history);
+    log(`  checked at ${(now() / 1000).toFixed(1)} s`);
     if (o.out) {
       fs.mkdirSync(o.out, { recursive: true });
       fs.writeFileSync(path.join(o.out, 'history.json'), historyJson(history));

@@ -104,7 +104,8 @@ export async function clientLoop(s: Shared, conn: Conn, client: number, rng: Rng
   let seq = 0;
   while (!s.stopped) {
     const op = await record(s, conn, client, nextRequest(rng, client, seq++, s, compacts));
-    if (!op.output) await new Promise((r) => setTimeout(r, 100)); // the instance or its database is away
+    // the instance or its database is away
+    if (!op.output || ('error' in op.output && op.output.error.code === 14)) await new Promise((r) => setTimeout(r, 100));
   }
 }
 
