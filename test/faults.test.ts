@@ -1,4 +1,6 @@
-// Faults: the adapter killed with SIGKILL during writes (SQLite and MariaDB),
+// Faults: an instance frozen inside a write transaction (it must not stop the
+// others' writes: the database ends its idle transaction),
+// the adapter killed with SIGKILL during writes (SQLite and MariaDB),
 // and MariaDB itself killed during writes and watches (a private server
 // started by this test, never the machine's shared one). Acknowledged writes
 // are never lost, revisions keep going up, watchers elsewhere never notice,
@@ -9,7 +11,7 @@ import * as assert from 'node:assert/strict';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch, httpWatch, type Collected } from './helpers/watch-client';
-import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
+import { backendsUnderTest, freshBackend, sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
 import { mariadbInstalled, startPrivateMariadb } from './helpers/mariadb';
 import { postgresInstalled, startPrivatePostgres } from './helpers/private-postgres';
 import { waitFor } from './helpers/ports';
@@ -240,4 +242,46 @@ describe('faults', () => {
       }
     });
   });
+
+  for (const shared of sharedBackendsUnderTest()) {
+    it(`an instance frozen inside a write transaction does not stop the others' writes (${shared.label})`, async () => {
+      const fresh = await shared.create();
+      cleanup.push(() => fresh.drop());
+      const a = await spawnAdapter(['--backend', fresh.url]);
+      const b2 = await spawnAdapter(['--backend', fresh.url]);
+      cleanup.push(async () => (a.child.kill('SIGCONT'), a.stop()), () => b2.stop());
+      const ca = new EtcdGrpcClient(a.endpoint);
+      const cb = new EtcdGrpcClient(b2.endpoint);
+      // A writes two keys per txn without pause, so that it spends most of its time holding the revision row.
+      let stop = false;
+      const loop = (async () => {
+        for (let i = 0; !stop; i++) await ca.txn({ success: [{ request_put: { key: b('a'), value: b(String(i)) } }, { request_put: { key: b('b'), value: b(String(i)) } }] }).catch(() => undefined);
+      })();
+      try {
+        await waitFor('A to write', async () => (Number((await cb.range({ key: b('a') })).count) > 0 ? true : undefined));
+        // Freeze A until a freeze lands inside one of its transactions: B's put then waits on the
+        // lock until the database ends A's idle transaction (3 s); without that it failed at 5 s.
+        let caught = 0;
+        for (let i = 0; i < 200 && !caught; i++) {
+          await new Promise((r) => setTimeout(r, 20 + Math.random() * 60)); // A back at work
+          a.child.kill('SIGSTOP');
+          const started = performance.now();
+          const outcome = await cb.outcome(cb.kv, 'Put', { key: b('k'), value: b(String(i)) });
+          const ms = performance.now() - started;
+          a.child.kill('SIGCONT');
+          assert.ok('ok' in outcome, `B's put while A was frozen failed after ${Math.round(ms)} ms: ${JSON.stringify(outcome)}`);
+          if (ms > 2000) caught = ms;
+        }
+        assert.ok(caught, 'no freeze of A landed inside a transaction in 200 tries (nothing was tested)');
+      } finally {
+        a.child.kill('SIGCONT');
+        stop = true;
+        await loop;
+      }
+      // A carries on after it resumes.
+      await ca.put({ key: b('after'), value: b('x') });
+      ca.close();
+      cb.close();
+    });
+  }
 });

@@ -7,7 +7,7 @@
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
 import mysql from 'mysql2/promise';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 
 export interface MysqlTarget extends DatabaseTarget {
   tidb: boolean;
@@ -84,6 +84,14 @@ export class MysqlClient implements SqlClient {
       charset: 'utf8mb4',
       // no stack capture per query (an Error per call): errors are classified, not traced
       trace: false,
+    });
+    // A transaction left idle by a stopped instance is ended by the database (IDLE_TRANSACTION_TIMEOUT_MS):
+    // MariaDB's name, then TiDB's; MySQL knows neither and refuses both, harmlessly.
+    const seconds = Math.ceil(IDLE_TRANSACTION_TIMEOUT_MS / 1000);
+    this.pool.on('connection', (c: unknown) => {
+      const conn = c as { query(sql: string, cb: (err: unknown) => void): void };
+      conn.query(`SET SESSION idle_transaction_timeout = ${seconds}`, () => undefined);
+      conn.query(`SET SESSION tidb_idle_transaction_timeout = ${seconds}`, () => undefined);
     });
   }
 

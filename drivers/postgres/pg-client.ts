@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import pg from 'pg';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { COMMIT_CHANNEL } from './pg-dialect';
 
 /** Its params: sslmode, sslrootcert, connect_timeout, application_name. */
@@ -90,6 +90,8 @@ export function connectionConfig(target: PostgresTarget): pg.ClientConfig {
     connectionTimeoutMillis: Number(target.params.connect_timeout ?? 5) * 1000,
     application_name: target.params.application_name ?? 'etcd-adapter',
     keepAlive: true,
+    // a transaction left idle by a stopped instance ends (see IDLE_TRANSACTION_TIMEOUT_MS)
+    options: `-c idle_in_transaction_session_timeout=${IDLE_TRANSACTION_TIMEOUT_MS}`,
   };
 }
 

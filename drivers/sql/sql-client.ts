@@ -18,6 +18,18 @@ export interface Statement {
  */
 export const STATEMENT_TIMEOUT_MS = 5000;
 
+/**
+ * How long the database lets a transaction sit idle before it ends the
+ * session. Ours never wait inside a transaction (statements go back to back),
+ * so an idle one belongs to an instance that stopped: paused (SIGSTOP, a VM
+ * suspended, a long stall) with the revision row locked. Without this, every
+ * other instance's writes wait on that lock until it resumes (InnoDB gives up
+ * after 50 s, and tries again). Shorter than a statement's deadline, so that a
+ * write elsewhere waits it out and succeeds. MariaDB, TiDB and PostgreSQL have
+ * such a setting; MySQL has none.
+ */
+export const IDLE_TRANSACTION_TIMEOUT_MS = 3000;
+
 export interface RunOptions {
   /** A limit other than STATEMENT_TIMEOUT_MS; 0 for none (schema changes, defragmentation). */
   timeoutMs?: number;

@@ -72,6 +72,8 @@ export class Instance {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
   private stderr = '';
+  /** How many times the process said it took the read lease (its debug log). */
+  leasesTaken = 0;
   paused = false;
   constructor(
     readonly index: number,
@@ -103,7 +105,10 @@ export class Instance {
     const child = spawn(process.execPath, [BIN, '--listen-client-urls', this.url, ...this.args], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     this.paused = false;
-    child.stderr!.on('data', (d) => (this.stderr = (this.stderr + d).slice(-8000)));
+    child.stderr!.on('data', (d) => {
+      this.leasesTaken += String(d).split('read lease taken').length - 1;
+      this.stderr = (this.stderr + d).slice(-8000);
+    });
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     await waitFor(`instance ${this.index} on port ${this.port} to serve`, async () => {
       if (child.exitCode !== null) throw new Error(`instance ${this.index} exited: ${this.stderr}`);

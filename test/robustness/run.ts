@@ -12,7 +12,7 @@ import { historyJson, type History } from './history';
 import { Rng } from './rng';
 import { clientLoop, record, Shared, Watchers, type WatchTarget } from './traffic';
 
-export const FAULTS = ['kill', 'freeze', 'db-restart', 'slow-watcher', 'compact-behind', 'disconnect'] as const;
+export const FAULTS = ['kill', 'freeze', 'lease-holder', 'db-restart', 'slow-watcher', 'compact-behind', 'disconnect'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface RunOptions {
@@ -51,7 +51,7 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
   const wantsDbRestart = kinds.includes('db-restart');
   const db: Database = await openDatabase(o.backend, o.privateServer ?? wantsDbRestart);
   const count = db.shared ? Math.max(1, Math.min(3, o.instances ?? 3)) : 1;
-  const allowed = kinds.filter((k) => (k !== 'kill' || db.durable) && (k !== 'db-restart' || db.restart));
+  const allowed = kinds.filter((k) => (k !== 'kill' || db.durable) && (k !== 'db-restart' || db.restart) && (k !== 'lease-holder' || (db.shared && count > 1)));
   const t0 = performance.now();
   const now = () => performance.now() - t0;
   const faults: History['faults'] = [];
@@ -61,7 +61,7 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
   let watchers: Watchers | null = null;
   let shared: Shared | null = null;
   try {
-    const args = ['--backend', db.url, '--auto-compaction-retention', '0', '--experimental-watch-progress-notify-interval', '1s', '--read-lease', `${READ_LEASE_MS}ms`, '--poll-interval', '100ms', '--log-level', 'error'];
+    const args = ['--backend', db.url, '--auto-compaction-retention', '0', '--experimental-watch-progress-notify-interval', '1s', '--read-lease', `${READ_LEASE_MS}ms`, '--poll-interval', '100ms', '--log-level', 'debug'];
     for (let i = 0; i < count; i++) instances.push(await Instance.create(i, args));
     log(`robustness: seed ${o.seed}, ${o.backend} (${db.url.replace(/:[^:@/]*@/, ':***@')}), ${count} instance(s), faults: ${allowed.join(', ') || 'none'}`);
 
@@ -174,6 +174,22 @@ async function inject(kind: Fault, c: FaultContext): Promise<string> {
       await sleep(READ_LEASE_MS + 1000);
       inst.thaw();
       return `SIGSTOP of instance ${inst.index} for ${READ_LEASE_MS + 1000} ms (longer than the read lease), then SIGCONT`;
+    }
+    case 'lease-holder': {
+      // The one instance left on the database takes the read lease; frozen past it, the others come
+      // back and write; thawed, its clients' reads must show those writes (no stale read).
+      const [holder, ...others] = instances;
+      for (const o of others) await o.stop();
+      const before = holder.leasesTaken;
+      const deadline = performance.now() + 15000;
+      while (holder.leasesTaken === before && performance.now() < deadline) await sleep(100);
+      const took = holder.leasesTaken > before;
+      holder.freeze();
+      const frozenAt = performance.now();
+      for (const o of others) await o.start();
+      await sleep(Math.max(0, READ_LEASE_MS + 1000 - (performance.now() - frozenAt)));
+      holder.thaw();
+      return `instance ${holder.index} alone (${took ? 'took the read lease' : 'did not take the read lease in 15 s'}), frozen past the lease while the others came back and wrote, then thawed`;
     }
     case 'db-restart': {
       const down = 1000 + rng.int(1000);
