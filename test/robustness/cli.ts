@@ -1,8 +1,10 @@
 // npm run robustness -- --backend memory|sqlite|mysql|postgres|URL [--duration 10m]
-//   [--seed N] [--instances 3] [--clients 6] [--watchers 4] [--faults kill,freeze,...]
+//   [--seed N] [--instances 3] [--clients 6] [--rate 150] [--watchers 4] [--faults kill,freeze,...]
 //   [--out DIR] [--runs N]
 // Long robustness runs: writes each run's history.json and report.txt to
 // DIR/<backend>-<seed>/, prints the report, and exits 1 on any violation.
+// --rate caps requests per second over all clients (0: no cap), which keeps a
+// long run's history small enough to check (150/s: 90,000 requests in 10 min).
 import * as path from 'node:path';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -22,6 +24,7 @@ async function main(): Promise<number> {
       seed: { type: 'string' },
       instances: { type: 'string', default: '3' },
       clients: { type: 'string', default: '6' },
+      rate: { type: 'string', default: '150' },
       watchers: { type: 'string', default: '4' },
       faults: { type: 'string', default: FAULTS.join(',') },
       out: { type: 'string', default: path.join(os.tmpdir(), 'etcd-adapter-robustness') },
@@ -43,6 +46,7 @@ async function main(): Promise<number> {
       seed,
       instances: Number(values.instances),
       clients: Number(values.clients),
+      rate: Number(values.rate),
       watchers: Number(values.watchers),
       faults,
       out,

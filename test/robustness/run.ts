@@ -24,6 +24,8 @@ export interface RunOptions {
   durationMs: number;
   seed: number;
   clients?: number;
+  /** Requests per second over all clients (0: as fast as answered). Long runs keep histories checkable this way. */
+  rate?: number;
   watchers?: number;
   /** Faults to choose from (those the backend allows); default all. */
   faults?: readonly Fault[];
@@ -80,7 +82,8 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
       const inst = instances[c % count];
       conns.push(c % 3 === 2 ? new HttpConn(inst.index, inst.url, REQUEST_TIMEOUT_MS) : new GrpcConn(inst.index, inst.endpoint, REQUEST_TIMEOUT_MS));
     }
-    const loops = conns.map((conn, c) => clientLoop(s, conn, c, new Rng(o.seed * 31 + c + 1), c === 0));
+    const interval = o.rate ? (1000 * clients) / o.rate : 0;
+    const loops = conns.map((conn, c) => clientLoop(s, conn, c, new Rng(o.seed * 31 + c + 1), c === 0, interval));
 
     // faults, spread over the run; each allowed kind once before any repeats
     const faultCount = allowed.length ? (o.faultCount ?? Math.max(1, Math.round(o.durationMs / 6000))) : 0;

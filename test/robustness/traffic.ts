@@ -100,10 +100,14 @@ export async function record(s: Shared, conn: Conn, client: number, req: Request
   return op;
 }
 
-export async function clientLoop(s: Shared, conn: Conn, client: number, rng: Rng, compacts: boolean): Promise<void> {
+/** One client's requests, one at a time, at most one per `intervalMs` (0: as fast as they are answered). */
+export async function clientLoop(s: Shared, conn: Conn, client: number, rng: Rng, compacts: boolean, intervalMs = 0): Promise<void> {
   let seq = 0;
   while (!s.stopped) {
+    const started = s.now();
     const op = await record(s, conn, client, nextRequest(rng, client, seq++, s, compacts));
+    const left = intervalMs - (s.now() - started);
+    if (left > 0) await new Promise((r) => setTimeout(r, left * (0.5 + rng.next())));
     // the instance or its database is away
     if (!op.output || ('error' in op.output && op.output.error.code === 14)) await new Promise((r) => setTimeout(r, 100));
   }
