@@ -134,13 +134,14 @@ export async function runRobustness(o: RunOptions): Promise<RunResult> {
     log(`  final revision ${finalRevision}; watches caught up at ${(now() / 1000).toFixed(1)} s${open.every(caughtUp) ? '' : ` (${open.filter((w) => !caughtUp(w)).length} did not)`}`);
 
     const history: History = { seed: o.seed, backend: o.backend, instances: count, operations: s.operations, watches: watchers.records, faults, finalRevision };
-    const report = checkHistory(history);
-    log(`  checked at ${(now() / 1000).toFixed(1)} s`);
+    // the history first: a check that fails or is stopped leaves it to look at and check again
     if (o.out) {
       fs.mkdirSync(o.out, { recursive: true });
       fs.writeFileSync(path.join(o.out, 'history.json'), historyJson(history));
-      fs.writeFileSync(path.join(o.out, 'report.txt'), report.text + '\n');
     }
+    const report = checkHistory(history);
+    log(`  checked at ${(now() / 1000).toFixed(1)} s`);
+    if (o.out) fs.writeFileSync(path.join(o.out, 'report.txt'), report.text + '\n');
     return { history, report };
   } finally {
     if (shared) shared.stopped = true;

@@ -68,11 +68,20 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
   const wanted = (e: WatchEvent) =>
     !(e.type === 'DELETE' && boundaries.has(e.kv.mod)) &&
     inRange(e.kv.key, w.create.key, w.create.end) && !(e.type === 'PUT' && w.create.filters.includes('NOPUT')) && !(e.type === 'DELETE' && w.create.filters.includes('NODELETE'));
-  const expectedUpTo = (rev: number): { rev: number; e: ReferenceEvent }[] => {
-    const list: { rev: number; e: ReferenceEvent }[] = [];
-    for (let r = start; r <= rev; r++) for (const e of log.get(r) ?? []) if (wanted(e)) list.push({ rev: r, e });
-    return list;
+  // Every event the watch should see up to the final revision, in order; a prefix of it up to any revision.
+  const expectedAll: { rev: number; e: ReferenceEvent }[] = [];
+  for (let r = start; r <= finalRevision; r++) for (const e of log.get(r) ?? []) if (wanted(e)) expectedAll.push({ rev: r, e });
+  const countUpTo = (rev: number): number => {
+    let lo = 0;
+    let hi = expectedAll.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (expectedAll[mid].rev <= rev) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   };
+  const expectedUpTo = (rev: number) => expectedAll.slice(0, countUpTo(rev));
 
   // Every event delivered, with the response it came in.
   const delivered: { rev: number; e: WatchEvent; response: number }[] = [];
@@ -88,7 +97,7 @@ export function checkWatch(w: WatchRecord, log: EventLog, finalRevision: number,
     if (isProgress) {
       // bookmarkable: everything up to the notified revision has been delivered, nothing at or below it follows
       const have = delivered.length;
-      const want = expectedUpTo(r.revision).length;
+      const want = countUpTo(r.revision);
       if (have < want) fail('bookmarkable', `progress notification at revision ${r.revision} after ${have} events; ${want} events of its range are at or below that revision`);
       reached = Math.max(reached, r.revision);
     }
