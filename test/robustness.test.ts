@@ -20,6 +20,7 @@ async function run(backend: string, seed: number, durationMs: number, faults: Fa
   const out = fs.mkdtempSync(path.join(os.tmpdir(), `etcd-adapter-robustness-${backend}-${seed}-`));
   const result = await runRobustness({ backend, seed, durationMs, faults, faultCount: faults.length, out, clients: 6, watchers: 4, ...extra });
   assert.ok(result.report.ok, `robustness run failed (replay: ROBUSTNESS_SEED=${seed}, backend ${backend}; history in ${out}):\n${result.report.text}`);
+  assert.equal(result.report.linearizable, true, `the checker did not decide (replay: ROBUSTNESS_SEED=${seed}, backend ${backend}; history in ${out}):\n${result.report.text}`);
   assert.equal(result.history.faults.length, faults.length, 'every planned fault was injected');
   fs.rmSync(out, { recursive: true, force: true });
   return result;

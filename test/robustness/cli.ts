@@ -2,7 +2,8 @@
 //   [--seed N] [--instances 3] [--clients 6] [--rate 150] [--watchers 4] [--faults kill,freeze,...]
 //   [--out DIR] [--runs N]
 // Long robustness runs: writes each run's history.json and report.txt to
-// DIR/<backend>-<seed>/, prints the report, and exits 1 on any violation.
+// DIR/<backend>-<seed>/, prints the report, and exits 1 on any violation (3 when
+// the linearizability search reached its bound and so decided nothing).
 // --rate caps requests per second over all clients (0: no cap), which keeps a
 // long run's history small enough to check (150/s: 90,000 requests in 10 min).
 import * as path from 'node:path';
@@ -35,6 +36,7 @@ async function main(): Promise<number> {
   const faults = values.faults ? (values.faults.split(',').filter(Boolean) as Fault[]) : [];
   for (const f of faults) if (!FAULTS.includes(f)) throw new Error(`unknown fault ${f}: use ${FAULTS.join(', ')}`);
   let failed = 0;
+  let undecided = 0;
   for (let run = 0; run < Number(values.runs); run++) {
     const seed = values.seed !== undefined ? Number(values.seed) + run : Math.floor(Math.random() * 2 ** 31);
     const label = /^[a-z]+$/.test(values.backend!) ? values.backend! : 'url';
@@ -55,8 +57,9 @@ async function main(): Promise<number> {
     console.log(report.text);
     console.log(`history and report: ${out}`);
     if (!report.ok) failed++;
+    else if (report.linearizable !== true) undecided++;
   }
-  return failed ? 1 : 0;
+  return failed ? 1 : undecided ? 3 : 0;
 }
 
 main().then(
