@@ -87,7 +87,7 @@ describe('client certificates as identities (--client-cert-auth, auth on), again
     ca?.remove();
   });
 
-  it('etcdctl with a certificate and no user acts as the certificate\'s Common Name; a token wins; the gateway refuses named certificates', async () => {
+  it('etcdctl with a certificate and no user acts as the certificate\'s Common Name (also on per-endpoint calls with a scheme in :authority); a token wins; the gateway refuses named certificates', async () => {
     const ctl = (s: TlsServer, cn: string, args: string[]) => {
       const c = ca.client(cn);
       return etcdctl(s.endpoint, ['--cacert', ca.ca, '--cert', c.cert, '--key', c.key, ...args]);
@@ -120,6 +120,21 @@ describe('client certificates as identities (--client-cert-auth, auth on), again
     for (const [cn, args] of steps) {
       const [e, o] = [await ctl(etcd, cn, args), await ctl(ours, cn, args)];
       const view = (r: typeof e) => `${r.code} ${ctlError(r)} ${r.stdout.trim()}`;
+      if (view(o) !== view(e)) mismatches.push(`${cn}: etcdctl ${args.join(' ')}: ours "${view(o)}", etcd "${view(e)}"`);
+    }
+    // Per-endpoint maintenance calls: etcd's Go client 3.4 sends `:authority` with the scheme for them
+    // (our h2-authority rewriter's path); the certificate's name must still be the caller (admin only).
+    const perEndpoint: [cn: string, args: string[]][] = [
+      ['alice', ['endpoint', 'hashkv']],
+      ['root', ['endpoint', 'hashkv']],
+      ['alice', ['defrag']],
+      ['root', ['defrag']],
+    ];
+    for (const [cn, args] of perEndpoint) {
+      const [e, o] = [await ctl(etcd, cn, args), await ctl(ours, cn, args)];
+      // hashes differ between the stores; a refusal is etcd 3.4's raw "auth: permission denied" (code 2)
+      // there and etcd's gRPC error here, the deviation auth-matrix.test.ts records (RAW_AUTH_ERRORS)
+      const view = (r: typeof e) => `${r.code} ${/permission denied/.test(ctlError(r)) ? 'permission denied' : ctlError(r)}`;
       if (view(o) !== view(e)) mismatches.push(`${cn}: etcdctl ${args.join(' ')}: ours "${view(o)}", etcd "${view(e)}"`);
     }
     const key = Buffer.from('a/1').toString('base64');
