@@ -11,6 +11,7 @@ import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch } from './helpers/watch-client';
 import { backendsUnderTest, freshBackend, type FreshBackend } from './helpers/backends';
 import { waitFor } from './helpers/ports';
+import { onJsonLines } from './helpers/json-lines';
 
 const REVISIONS = 5_000;
 const KEYS = 300;
@@ -31,23 +32,16 @@ function record(seen: Seen, events: any[] | undefined): void {
 function httpFollower(url: string, start: number, seen: Seen, stall?: Promise<void>): () => void {
   const body = JSON.stringify({ create_request: { key: Buffer.from('load/').toString('base64'), range_end: Buffer.from('load0').toString('base64'), start_revision: start } });
   const req = http.request(`${url}/v3/watch`, { method: 'POST' }, (res) => {
-    let buf = '';
     let received = 0;
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buf += chunk;
-      const before = received;
-      received += chunk.length;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) record(seen, JSON.parse(line).result?.events);
-      }
-      if (stall && before < 64 * 1024 && received >= 64 * 1024) {
-        res.pause();
-        void stall.then(() => res.resume());
-      }
+    onJsonLines(res, (msg) => record(seen, msg.result?.events), {
+      afterChunk: (chunk) => {
+        const before = received;
+        received += chunk.length;
+        if (stall && before < 64 * 1024 && received >= 64 * 1024) {
+          res.pause();
+          void stall.then(() => res.resume());
+        }
+      },
     });
   });
   req.on('error', () => undefined);

@@ -4,6 +4,7 @@
 // close after an idle period and a reopen from the same revision, and a full
 // reload when the watch answers with compact_revision.
 import * as http from 'node:http';
+import { onJsonLines } from './json-lines';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
@@ -80,17 +81,7 @@ export class ApisixWorker {
     const end = this.prefix.slice(0, -1) + String.fromCharCode(this.prefix.charCodeAt(this.prefix.length - 1) + 1);
     const body = JSON.stringify({ create_request: { key: b64(this.prefix), range_end: b64(end), start_revision: this.revision + 1 } });
     const req = http.request(`${this.base}/v3/watch`, { method: 'POST' }, (res) => {
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line.trim()) void this.onMessage(JSON.parse(line).result);
-        }
-      });
+      onJsonLines(res, (msg) => void this.onMessage(msg.result));
       res.on('error', () => undefined);
     });
     req.on('error', () => undefined);

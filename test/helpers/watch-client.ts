@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import type { EtcdGrpcClient } from './grpc-client';
 import { isDeepStrictEqual } from 'node:util';
 import { normalize } from './normalize';
+import { onJsonLines } from './json-lines';
 
 export interface Collected {
   responses: any[];
@@ -78,20 +79,7 @@ export function httpWatch(url: string, messages: object[] | string, headers: Rec
   const body = typeof messages === 'string' ? messages : messages.map((m) => JSON.stringify(m)).join('');
   const req = http.request(`${url}/v3/watch`, { method: 'POST', headers }, (res) => {
     statusCode = res.statusCode;
-    let buf = '';
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) col.push(JSON.parse(line));
-      }
-    });
-    res.on('end', () => {
-      if (buf.trim()) col.push(JSON.parse(buf));
-    });
+    onJsonLines(res, (msg) => col.push(msg), { flushAtEnd: true });
     res.on('error', () => undefined);
   });
   req.on('error', () => undefined);

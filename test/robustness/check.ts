@@ -90,7 +90,7 @@ export function checkHistory(h: History, opts: { maxSteps?: number; shrink?: boo
   }
   if (v.ok === 'inconclusive') {
     lines.push('Watch and read checks need a linearization; they were not run.');
-    return { ok: true, linearizable: 'inconclusive', violations, text: lines.join('\n') };
+    return { ok: violations.length === 0, linearizable: 'inconclusive', violations, text: lines.join('\n') };
   }
 
   const finalRevision = Math.max(h.finalRevision ?? 0, v.order.length ? v.order[v.order.length - 1].state.rev : initialState.rev);

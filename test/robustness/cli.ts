@@ -1,6 +1,7 @@
 // npm run robustness -- --backend memory|sqlite|mysql|postgres|URL [--duration 10m]
 //   [--seed N] [--instances 3] [--clients 6] [--rate 150] [--watchers 4] [--faults kill,freeze,...]
 //   [--out DIR] [--runs N]
+// npm run robustness -- --check DIR/<backend>-<seed>/history.json   (check a recorded history again)
 // Long robustness runs: writes each run's history.json and report.txt to
 // DIR/<backend>-<seed>/, prints the report, and exits 1 on any violation (3 when
 // the linearizability search reached its bound and so decided nothing).
@@ -9,12 +10,23 @@
 import * as path from 'node:path';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
+import * as fs from 'node:fs';
+import { parseDuration } from '../../src/config';
+import { checkHistory } from './check';
+import { parseHistory } from './history';
 import { FAULTS, runRobustness, type Fault } from './run';
 
 function duration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s);
-  if (!m) throw new Error(`not a duration: ${s} (use 90s, 10m, ...)`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = parseDuration(s);
+  if (ms === null) throw new Error(`not a duration: ${s} (use 90s, 10m, ...)`);
+  return ms;
+}
+
+/** --check FILE: checks a history.json written by an earlier run again (after a change to the checkers). */
+function recheck(file: string): number {
+  const report = checkHistory(parseHistory(fs.readFileSync(file, 'utf8')));
+  console.log(report.text);
+  return !report.ok ? 1 : report.linearizable !== true ? 3 : 0;
 }
 
 async function main(): Promise<number> {
@@ -31,8 +43,10 @@ async function main(): Promise<number> {
       out: { type: 'string', default: path.join(os.tmpdir(), 'etcd-adapter-robustness') },
       runs: { type: 'string', default: '1' },
       'shared-server': { type: 'boolean', default: false },
+      check: { type: 'string' },
     },
   });
+  if (values.check) return recheck(values.check);
   const faults = values.faults ? (values.faults.split(',').filter(Boolean) as Fault[]) : [];
   for (const f of faults) if (!FAULTS.includes(f)) throw new Error(`unknown fault ${f}: use ${FAULTS.join(', ')}`);
   let failed = 0;

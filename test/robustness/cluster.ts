@@ -24,6 +24,21 @@ export interface Database {
   destroy(): Promise<void>;
 }
 
+/** A new database on a private server; `down` stops the server as a crash would. */
+async function onPrivateServer(server: { createDatabase(): Promise<string>; start(): Promise<void>; destroy(): Promise<void> }, down: () => Promise<void>): Promise<Database> {
+  return {
+    url: await server.createDatabase(),
+    shared: true,
+    durable: true,
+    restart: async (downMs) => {
+      await down();
+      await new Promise((r) => setTimeout(r, downMs));
+      await server.start();
+    },
+    destroy: () => server.destroy(),
+  };
+}
+
 /** `kind` is memory, sqlite, mysql, postgres, or a backend URL of an empty store. */
 export async function openDatabase(kind: string, privateServer: boolean): Promise<Database> {
   if (kind === 'memory') return { url: 'memory', shared: false, durable: false, destroy: async () => undefined };
@@ -31,33 +46,13 @@ export async function openDatabase(kind: string, privateServer: boolean): Promis
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-robustness-'));
     return { url: `sqlite://${path.join(dir, 'state.db')}`, shared: false, durable: true, destroy: async () => fs.rmSync(dir, { recursive: true, force: true }) };
   }
-  if (kind === 'mysql' && privateServer) {
+  if (privateServer && kind === 'mysql') {
     const server = await startPrivateMariadb();
-    return {
-      url: await server.createDatabase(),
-      shared: true,
-      durable: true,
-      restart: async (downMs) => {
-        await server.kill();
-        await new Promise((r) => setTimeout(r, downMs));
-        await server.start();
-      },
-      destroy: () => server.destroy(),
-    };
+    return onPrivateServer(server, () => server.kill());
   }
-  if (kind === 'postgres' && privateServer) {
+  if (privateServer && kind === 'postgres') {
     const server = await startPrivatePostgres();
-    return {
-      url: await server.createDatabase(),
-      shared: true,
-      durable: true,
-      restart: async (downMs) => {
-        await server.crash();
-        await new Promise((r) => setTimeout(r, downMs));
-        await server.start();
-      },
-      destroy: () => server.destroy(),
-    };
+    return onPrivateServer(server, () => server.crash());
   }
   if (kind === 'mysql' || kind === 'postgres') {
     const db = await (kind === 'mysql' ? createMysqlDatabase() : createPostgresDatabase());

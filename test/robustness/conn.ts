@@ -28,7 +28,7 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 const fromB64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString() : '');
 
 /** A KeyValue from either transport: gRPC (Buffers, int64 strings, every field) or JSON (base64, strings, defaults left out). */
-function kvFrom(kv: any, json: boolean): KeyValue {
+export function kvFrom(kv: any, json: boolean): KeyValue {
   const str = (v: any) => (json ? fromB64(v) : Buffer.from(v ?? '').toString());
   return { key: str(kv.key), value: str(kv.value), create: Number(kv.create_revision ?? 0), mod: Number(kv.mod_revision ?? 0), version: Number(kv.version ?? 0), lease: String(kv.lease ?? '0') };
 }

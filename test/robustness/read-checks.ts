@@ -1,7 +1,8 @@
 // What the linearizability search leaves out, checked against the history it
 // linearized: reads at a past revision (the state at that revision, or
 // "compacted" only below a compaction that was asked for), serializable reads
-// (a state the store really had, never ahead of the store), compactions, and that nothing acknowledged was lost.
+// (a state the store really had, never ahead of the store), compactions, and
+// that nothing acknowledged was lost.
 import type { Operation } from './history';
 import { diffRange, rangeOf, type ModelState } from './model';
 import type { Violation } from './watch-checks';

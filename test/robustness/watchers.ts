@@ -3,14 +3,11 @@
 // compaction, events) into a WatchRecord.
 import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
-import type { KeyValue, WatchCreate, WatchEvent, WatchRecord, WatchResponseRecord } from './history';
+import type { WatchCreate, WatchEvent, WatchRecord, WatchResponseRecord } from './history';
+import { onJsonLines } from '../helpers/json-lines';
+import { kvFrom } from './conn';
 
 const enc = (s: string, json: boolean) => (json ? Buffer.from(s).toString('base64') : Buffer.from(s));
-const dec = (v: any, json: boolean) => (json ? Buffer.from(v ?? '', 'base64').toString() : Buffer.from(v ?? '').toString());
-
-function kvFrom(kv: any, json: boolean): KeyValue {
-  return { key: dec(kv.key, json), value: dec(kv.value, json), create: Number(kv.create_revision ?? 0), mod: Number(kv.mod_revision ?? 0), version: Number(kv.version ?? 0), lease: String(kv.lease ?? '0') };
-}
 
 function record(r: any, json: boolean, time: number): WatchResponseRecord {
   const events: WatchEvent[] = (r.events ?? []).map((e: any) => ({
@@ -64,6 +61,19 @@ function newRecord(instance: number, transport: string, create: WatchCreate, now
   return { id: nextWatchId++, instance, transport, create, openedAt: now, responses: [], ending: 'open', ...(reference ? { reference: true } : {}) };
 }
 
+/** `end(why)` records the first reason the stream ended and settles `ended`. */
+function ending(rec: WatchRecord): { ended: Promise<void>; end(why: string): void } {
+  let done!: () => void;
+  const ended = new Promise<void>((r) => (done = r));
+  return {
+    ended,
+    end: (why) => {
+      if (rec.ending === 'open') rec.ending = why;
+      done();
+    },
+  };
+}
+
 function lastRevisionOf(rec: WatchRecord): number {
   for (let i = rec.responses.length - 1; i >= 0; i--) {
     const evs = rec.responses[i].events;
@@ -76,12 +86,7 @@ function lastRevisionOf(rec: WatchRecord): number {
 export function openGrpcWatch(watchClient: grpc.Client, instance: number, create: WatchCreate, now: () => number, reference = false): OpenWatch {
   const rec = newRecord(instance, 'grpc', create, now(), reference);
   const call = (watchClient as any).Watch() as grpc.ClientDuplexStream<object, any>;
-  let done!: () => void;
-  const ended = new Promise<void>((r) => (done = r));
-  const end = (why: string) => {
-    if (rec.ending === 'open') rec.ending = why;
-    done();
-  };
+  const { ended, end } = ending(rec);
   call.on('data', (r) => rec.responses.push(record(r, false, now())));
   call.on('error', (e: grpc.ServiceError) => end(`error: ${grpc.status[e.code]} ${e.details}`));
   call.on('end', () => end('server ended the stream'));
@@ -103,26 +108,11 @@ export function openGrpcWatch(watchClient: grpc.Client, instance: number, create
 
 export function openHttpWatch(url: string, instance: number, create: WatchCreate, now: () => number): OpenWatch {
   const rec = newRecord(instance, 'http', create, now(), false);
-  let done!: () => void;
-  const ended = new Promise<void>((r) => (done = r));
-  const end = (why: string) => {
-    if (rec.ending === 'open') rec.ending = why;
-    done();
-  };
+  const { ended, end } = ending(rec);
   const req = http.request(`${url}/v3/watch`, { method: 'POST' }, (res) => {
-    let buf = '';
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        const msg = JSON.parse(line);
-        if (msg.result) rec.responses.push(record(msg.result, true, now()));
-        else if (msg.error) end(`error: ${msg.error.message}`);
-      }
+    onJsonLines(res, (msg) => {
+      if (msg.result) rec.responses.push(record(msg.result, true, now()));
+      else if (msg.error) end(`error: ${msg.error.message}`);
     });
     res.on('end', () => end('server ended the stream'));
     res.on('error', (e) => end(`error: ${e.message}`));
@@ -136,9 +126,8 @@ export function openHttpWatch(url: string, instance: number, create: WatchCreate
     pause: () => undefined,
     resume: () => undefined,
     close: (why = 'client') => {
-      if (rec.ending === 'open') rec.ending = why;
+      end(why);
       req.destroy();
-      done();
     },
     ended,
     lastRevision: () => lastRevisionOf(rec),
