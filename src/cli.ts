@@ -4,8 +4,14 @@ import { SERVER_VERSION } from './api/identity';
 import { EtcdAdapterServer } from './server/server';
 import { createLogger } from './logger';
 import { BackendError, BackendUrlError, defaultBackend, redact } from '../drivers/registry';
+import { snapshotCommand } from './snapshot/cli';
+import { SnapshotError } from './snapshot/bbolt-reader';
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'snapshot') {
+    process.exitCode = await snapshotCommand(argv.slice(1), (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
   let parsed;
   try {
     parsed = parseArgs(argv, process.env);
@@ -39,7 +45,7 @@ export async function main(argv: string[]): Promise<void> {
     server = await EtcdAdapterServer.start(config, logger);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    const known = err instanceof BackendError || err instanceof ConfigError || (err as NodeJS.ErrnoException).code !== undefined;
+    const known = err instanceof BackendError || err instanceof ConfigError || err instanceof SnapshotError || (err as NodeJS.ErrnoException).code !== undefined;
     logger.error(`cannot start: ${message}`);
     process.stderr.write(`etcd-adapter: cannot start: ${message}\n`);
     if (!known && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');

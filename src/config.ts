@@ -50,6 +50,8 @@ export interface Config {
   warningApplyDuration: number;
   /** etcd's --metrics: basic or extensive (the same here); off counts nothing (to measure what counting costs). */
   metrics: 'basic' | 'extensive' | 'off';
+  /** An etcd snapshot to load into the (empty) store before serving. */
+  initialSnapshot: string;
 }
 
 type Kind = 'string' | 'urls' | 'uint' | 'bool' | 'duration' | 'list';
@@ -67,6 +69,7 @@ interface Flag {
 
 export const FLAGS: Flag[] = [
   { name: 'name', key: 'name', kind: 'string', def: 'default', help: 'Human-readable name for this member.' },
+  { name: 'initial-snapshot', key: 'initialSnapshot', kind: 'string', def: '', help: 'An etcd snapshot file (etcdctl snapshot save) to load into the store before serving; the store must be empty (memory: always).' },
   { name: 'data-dir', key: 'dataDir', kind: 'string', def: '', help: 'Path to the data directory (default "<name>.etcd").' },
   {
     name: 'listen-client-urls',
@@ -469,7 +472,7 @@ export function retentionOf(config: Pick<Config, 'autoCompactionMode' | 'autoCom
 }
 
 export function usage(): string {
-  const lines = ['Usage: etcd-adapter [flags]', '', 'An etcd v3 API server (gRPC and HTTP/JSON on one port) on pluggable storage.', '', 'Flags:'];
+  const lines = ['Usage: etcd-adapter [flags]', '       etcd-adapter snapshot restore|save FILE [--backend URL]  (etcd snapshot files; see "etcd-adapter snapshot --help")', '', 'An etcd v3 API server (gRPC and HTTP/JSON on one port) on pluggable storage.', '', 'Flags:'];
   for (const f of FLAGS) {
     const def = f.def === '' ? '' : ` (default "${f.def}")`;
     lines.push(`  ${namesOf(f).map((n) => `--${n}`).join(', ')}${f.kind === 'bool' ? '' : ' <value>'}`);

@@ -37,6 +37,8 @@ export interface StartOptions {
   logLevel?: LogLevel;
   /** Prometheus metrics on /metrics (default true). */
   metrics?: boolean;
+  /** An etcd snapshot (`etcdctl snapshot save`, from etcd or from us) to start from: its keys with their revisions and history, leases, users and roles. The store must be empty. */
+  initialSnapshot?: string;
 }
 
 export interface RunningServer {
@@ -72,6 +74,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     quotaBackendBytes: options.quotaBackendBytes ?? config.quotaBackendBytes,
     authTokenTtl: options.authTokenTtl ?? config.authTokenTtl,
     metrics: options.metrics === false ? 'off' : config.metrics,
+    initialSnapshot: options.initialSnapshot ?? '',
   };
   merged.advertiseClientUrls = merged.listenClientUrls;
   const logger = options.logger ?? createLogger({ level: options.logLevel ?? 'warn', format: 'json', outputs: ['stderr'] });

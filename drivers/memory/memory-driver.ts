@@ -22,6 +22,8 @@ const ENTRY_OVERHEAD = 96;
 const EMPTY_STORE_BYTES = 2048;
 const LEASE_BYTES = 160;
 const MEMBER_BYTES = 256;
+/** Log entries per batch of a snapshot. */
+const SNAPSHOT_BATCH = 1000;
 /** Keys compacted per slice before yielding to requests. */
 const COMPACT_SLICE = 2000;
 
@@ -207,6 +209,21 @@ export class MemoryDriver implements Driver {
       }
     }
     return { entries, through: Math.max(through, after), revision: this.revision, compactRevision: this.compactRevision };
+  }
+
+  /** Collected in one synchronous pass (one consistent moment), then handed out in batches. */
+  async *snapshotLog(revision: number, compactRevision: number): AsyncGenerator<LogEntry[]> {
+    const kept: LogEntry[] = [];
+    for (const versions of this.history.values()) {
+      const base = latestAt(versions, compactRevision);
+      for (const e of versions) {
+        const rev = e.kv.mod_revision;
+        if (rev > revision) break;
+        if (rev > compactRevision || (e === base && !e.deleted)) kept.push(e);
+      }
+    }
+    kept.sort((a, b) => a.kv.mod_revision - b.kv.mod_revision || a.sub - b.sub);
+    for (let i = 0; i < kept.length; i += SNAPSHOT_BATCH) yield kept.slice(i, i + SNAPSHOT_BATCH);
   }
 
   async getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {

@@ -361,6 +361,10 @@ export class ReadCachedDriver implements Driver {
     if (this.bytes > this.maxBytes) this.disable(`the current view grew over the read cache budget (${this.maxBytes} bytes)`);
   }
 
+  snapshotLog(revision: number, compactRevision: number): AsyncIterable<LogEntry[]> {
+    return this.inner.snapshotLog(revision, compactRevision);
+  }
+
   getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]> {
     return this.inner.getVersions(refs);
   }

@@ -1,5 +1,6 @@
-// The Maintenance service: Status, Alarm, Defragment, Hash, HashKV. Snapshot
-// and MoveLeader have no meaning here and say so.
+// The Maintenance service: Status, Alarm, Defragment, Hash, HashKV (Snapshot,
+// a stream, is in snapshot.ts). MoveLeader and Downgrade have no meaning
+// here and say so.
 import { unimplemented } from '../errors';
 import type { Alarms } from '../mvcc/alarms';
 import { hashKV } from '../mvcc/hash';
@@ -53,6 +54,3 @@ export function maintenanceService(api: ApiContext, alarms: Alarms): ServiceHand
     },
   };
 }
-
-export const SNAPSHOT_UNSUPPORTED =
-  'etcd-adapter: Snapshot is not supported: the data lives in the storage backend (SQLite file, MySQL/TiDB database); back it up with that database\'s own tools';

@@ -4,7 +4,10 @@
 // every poll interval: a change made through one instance is in force on all
 // of them within that interval.
 //
-// Passwords are stored only as salted scrypt hashes. Tokens are random and
+// Passwords are stored only as bcrypt hashes, etcd's own form ($2a$, cost 10,
+// as etcd's default --bcrypt-cost), so users move between us and etcd in
+// snapshots with their passwords; stores from before keep scrypt hashes,
+// which still verify. Tokens are random and
 // live in the store by hash (auth-tokens.ts), so any instance accepts a token
 // any other issued, and nothing in the store lets a reader make one. A token
 // names the user, the user's password generation and the auth epoch, so
@@ -14,13 +17,14 @@
 // Users and roles are Maps in memory: their names come from clients, and
 // names such as "__proto__" or "constructor" must be plain names.
 //
-// Authenticate is made cheap without weakening storage: after a slow scrypt
+// Authenticate is made cheap without weakening storage: after a slow hash
 // check succeeds, this process remembers a keyed digest (HMAC with a random
 // per-process key) of the credentials, tied to the stored hash; the same
-// credentials later match the digest instead of running scrypt again. Any
+// credentials later match the digest instead of running the hash again. Any
 // password change or user deletion changes or removes the stored hash, which
 // invalidates the digest. Wrong passwords always take the slow path.
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import * as bcrypt from 'bcryptjs';
 import { AuthTokens, type TokenClaims } from './auth-tokens';
 import {
   ErrAuthFailed,
@@ -41,13 +45,15 @@ import {
   ErrUserNotFound,
   unimplemented,
 } from '../errors';
+import type { SharedDoc } from './driver';
 import type { Header } from './requests';
 import type { MvccStore } from './store';
 import type { WriteView } from './write-view';
 
 export const PermType = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
 const ROOT = 'root';
-const DOC = 'auth';
+export const AUTH_DOC = 'auth';
+const DOC = AUTH_DOC;
 
 interface StoredPermission {
   permType: number;
@@ -58,7 +64,7 @@ interface StoredPermission {
 }
 
 interface StoredUser {
-  /** "scrypt$N$r$p$salt$hash" (base64), or "" with no_password */
+  /** a bcrypt hash ("$2a$10$..."; older stores: "scrypt$N$r$p$salt$hash"), or "" with no_password */
   password: string;
   noPassword: boolean;
   roles: string[];
@@ -104,21 +110,28 @@ const ANONYMOUS: AuthInfo = Object.freeze({ user: '', root: false });
 
 // ------------------------------------------------------------- passwords
 
-const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 };
-
 function scryptAsync(password: string, salt: Buffer, N: number, r: number, p: number, keylen: number): Promise<Buffer> {
   return new Promise((resolve, reject) =>
     scrypt(password, salt, keylen, { N, r, p, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key))),
   );
 }
 
+/** etcd's default --bcrypt-cost. */
+const BCRYPT_COST = 10;
+
 export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(16);
-  const hash = await scryptAsync(password, salt, SCRYPT.N, SCRYPT.r, SCRYPT.p, SCRYPT.keylen);
-  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64')}$${hash.toString('base64')}`;
+  // Go's bcrypt (etcd) reads $2a$; for passwords bcrypt can take (72 bytes) $2b$ hashes the same
+  const salt = (await bcrypt.genSalt(BCRYPT_COST)).replace(/^\$2b\$/, '$2a$');
+  return bcrypt.hash(password, salt);
+}
+
+/** Whether a stored hash is in etcd's form (bcrypt). */
+export function isBcryptHash(stored: string): boolean {
+  return /^\$2[abxy]\$\d\d\$/.test(stored);
 }
 
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  if (isBcryptHash(stored)) return bcrypt.compare(password, stored);
   const [kind, n, r, p, salt, hash] = stored.split('$');
   if (kind !== 'scrypt') return false;
   const want = Buffer.from(hash, 'base64');
@@ -260,7 +273,7 @@ export class AuthStore {
 
   async userAdd(name: string, password: string, noPassword: boolean, hashedPassword: string) {
     if (!name) throw ErrUserEmpty;
-    if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a salted scrypt hash');
+    if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a bcrypt hash');
     const hash = noPassword ? '' : await hashPassword(password);
     return this.mutate((doc) => {
       if (doc.users.has(name)) throw ErrUserAlreadyExist;
@@ -278,7 +291,7 @@ export class AuthStore {
   }
 
   async userChangePassword(name: string, password: string, hashedPassword: string) {
-    if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a salted scrypt hash');
+    if (hashedPassword) throw unimplemented('etcd-adapter: hashedPassword is not supported: send the password, which is stored as a bcrypt hash');
     const hash = await hashPassword(password);
     return this.mutate((doc) => {
       const u = doc.users.get(name);
@@ -500,4 +513,43 @@ export class AuthStore {
     }
     return p;
   }
+}
+
+// ------------------------------------------------------------- snapshots
+
+/** The auth state as etcd's snapshot buckets (auth, authUsers, authRoles) hold it. */
+export interface AuthData {
+  enabled: boolean;
+  revision: number;
+  /** Sorted by name. `password` is the stored hash ('' with noPassword). */
+  users: { name: string; password: string; noPassword: boolean; roles: string[] }[];
+  /** Sorted by name. Keys and range ends as etcd stores them ("" = one key, "\0" = no upper bound). */
+  roles: { name: string; perms: { permType: number; key: Buffer; range_end: Buffer }[] }[];
+}
+
+const byName = <T extends { name: string }>(a: T, b: T) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name));
+
+/** The auth state of a store's shared document (null: never touched). */
+export function authDataOf(stored: SharedDoc | null): AuthData {
+  const doc = stored ? fromStored(stored.value as StoredDoc) : emptyDoc();
+  return {
+    enabled: doc.enabled,
+    revision: doc.revision,
+    users: [...doc.users].map(([name, u]) => ({ name, password: u.password, noPassword: u.noPassword, roles: [...u.roles] })).sort(byName),
+    roles: [...doc.roles]
+      .map(([name, r]) => ({ name, perms: r.perms.map((p) => ({ permType: p.permType, key: Buffer.from(p.key, 'base64'), range_end: Buffer.from(p.range_end, 'base64') })) }))
+      .sort(byName),
+  };
+}
+
+/** The shared document for auth state loaded from a snapshot (tokens of the old store mean nothing here: a new epoch). */
+export function authDocOf(data: AuthData): SharedDoc {
+  const doc: AuthDoc = {
+    enabled: data.enabled,
+    revision: data.revision,
+    users: new Map(data.users.map((u) => [u.name, { password: u.noPassword ? '' : u.password, noPassword: u.noPassword, roles: [...u.roles].sort(), generation: b64url(randomBytes(9)) }])),
+    roles: new Map(data.roles.map((r) => [r.name, { perms: r.perms.map((p) => ({ permType: p.permType, key: p.key.toString('base64'), range_end: p.range_end.toString('base64') })) }])),
+    epoch: b64url(randomBytes(9)),
+  };
+  return { version: 1, value: toStored(doc) };
 }

@@ -196,6 +196,14 @@ export interface Driver {
    * revision while an earlier one could still appear.
    */
   readLog(after: number, maxRevisions: number, range?: KeyRange): Promise<LogRead>;
+  /**
+   * The versions a snapshot at `revision` holds, in (revision, sub) order and
+   * in batches: every entry after `compactRevision` up to `revision`, and at or
+   * below it each key's last version there unless that is a deletion (what
+   * compaction keeps). A compaction running meanwhile may remove entries not
+   * yet read: the caller checks the compact revision afterwards.
+   */
+  snapshotLog(revision: number, compactRevision: number): AsyncIterable<LogEntry[]>;
   /** Look up historical versions (for prev_kv of watch events); null where gone. */
   getVersions(refs: KvRef[]): Promise<(KeyValue | null)[]>;
   /**

@@ -14,7 +14,7 @@ import { KV_COSTS, LEASE_COSTS, withQuota } from '../api/quota';
 import { memberIdentity, stableId, type Identity } from '../api/identity';
 import { OpenStreams } from './open-streams';
 import { checkRequestSize, kvService } from '../api/kv';
-import { maintenanceService, SNAPSHOT_UNSUPPORTED } from '../api/maintenance';
+import { maintenanceService } from '../api/maintenance';
 import type { WatchContext } from '../api/watch';
 import { ConfigError, parseClientUrl, retentionOf, type Config } from '../config';
 import { createGateway } from '../gateway/gateway';
@@ -35,9 +35,10 @@ import { serveThroughHttp1 } from './h2-gateway';
 import { acceptHttp2 } from './h2-authority';
 import { PeerWaker } from './peer-wake';
 import { keepAliveStream } from './grpc-lease';
+import { snapshotGrpc, snapshotJson } from './snapshot-streams';
+import { importSnapshot } from '../snapshot/import';
 import { watchStream } from './grpc-watch';
-import { goStatusText, unimplemented } from '../errors';
-import type * as grpcTypes from '@grpc/grpc-js';
+import { goStatusText } from '../errors';
 import { healthStreams, healthService } from './health';
 import { createListener, type TlsFiles } from './listener';
 import { instrumentUnary } from './instrument';
@@ -124,6 +125,10 @@ export class EtcdAdapterServer {
       onCachedRead: telemetry.metrics ? (hit) => telemetry.cachedRead(hit) : undefined,
     });
     await driver.open();
+    if (config.initialSnapshot) {
+      const loaded = await importSnapshot(driver, config.initialSnapshot);
+      logger.info('loaded a snapshot', { file: config.initialSnapshot, revision: loaded.revision, 'compact-revision': loaded.compactRevision, versions: loaded.versions, leases: loaded.leases, users: loaded.users });
+    }
     const store = (this.store = new MvccStore(driver, {
       maxTxnOps: config.maxTxnOps,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
@@ -185,7 +190,6 @@ export class EtcdAdapterServer {
       'grpc.health.v1.Health': healthService(),
     };
     const unary = instrumentUnary(guarded, { metrics, logger, slowMs: config.warningApplyDuration });
-    const snapshot = unimplemented(SNAPSHOT_UNSUPPORTED);
 
     this.fastMethods = fastUnaryMethods(unary);
     this.grpcServer = createGrpcServer(
@@ -195,7 +199,7 @@ export class EtcdAdapterServer {
           ...mapValues(healthStreams(), (h) => this.openStreams.grpc(h)),
           'etcdserverpb.Watch/Watch': this.openStreams.grpc(watchStream(watch, metrics)),
           'etcdserverpb.Lease/LeaseKeepAlive': this.openStreams.grpc(keepAliveStream(api, lessor, metrics)),
-          'etcdserverpb.Maintenance/Snapshot': (call) => void (call as grpcTypes.ServerWritableStream<unknown, unknown>).emit('error', { code: snapshot.code, details: snapshot.message }),
+          'etcdserverpb.Maintenance/Snapshot': this.openStreams.grpc(snapshotGrpc(api, auth, logger)),
         },
       },
       {
@@ -212,7 +216,7 @@ export class EtcdAdapterServer {
       streams: {
         'etcdserverpb.Watch/Watch': this.openStreams.http(watchJson(watch, metrics)),
         'etcdserverpb.Lease/LeaseKeepAlive': this.openStreams.http(keepAliveJson(api, lessor, metrics)),
-        'etcdserverpb.Maintenance/Snapshot': { open: (out) => (out.fail(snapshot), { request: () => undefined, end: () => undefined, close: () => undefined }) },
+        'etcdserverpb.Maintenance/Snapshot': this.openStreams.http(snapshotJson(api, auth, logger)),
       },
       maxRequestBytes: config.maxRequestBytes,
       maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
