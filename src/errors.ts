@@ -44,6 +44,8 @@ export const ErrRoleAlreadyExist = def(status.FAILED_PRECONDITION, 'etcdserver: 
 export const ErrRoleNotFound = def(status.FAILED_PRECONDITION, 'etcdserver: role name not found');
 export const ErrRoleEmpty = def(status.INVALID_ARGUMENT, 'etcdserver: role name is empty');
 export const ErrAuthFailed = def(status.INVALID_ARGUMENT, 'etcdserver: authentication failed, invalid user ID or password');
+/** etcd 3.4 passes this one through raw (code Unknown): authenticating as a user added with no_password. */
+export const ErrNoPasswordUser = def(status.UNKNOWN, 'auth: authentication failed, password was given for no password user');
 export const ErrPermissionNotGiven = def(status.INVALID_ARGUMENT, 'etcdserver: permission not given');
 export const ErrPermissionDenied = def(status.PERMISSION_DENIED, 'etcdserver: permission denied');
 export const ErrRoleNotGranted = def(status.FAILED_PRECONDITION, 'etcdserver: role is not granted to the user');

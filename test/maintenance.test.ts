@@ -1,7 +1,8 @@
 // Maintenance beyond what the differential suites compare: the space quota
-// and its NOSPACE alarm, Snapshot's answer, Status with the real size.
+// and its NOSPACE alarm, the Snapshot stream's framing, Status with the real size.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { startServer } from '../src/index';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { etcdctl } from './helpers/etcdctl';
@@ -52,19 +53,35 @@ for (const kind of backendsUnderTest()) {
       await fresh.drop();
     });
 
-    it('Snapshot answers UNIMPLEMENTED with the reason; Status reports the store', async () => {
+    it('Snapshot streams the file in 32 KiB messages counting down, then its SHA-256, on gRPC and the gateway; Status reports the store', async () => {
       const fresh = await freshBackend(kind);
       const server = await startServer({ backend: fresh.url });
       const c = new EtcdGrpcClient(server.endpoint);
-      const err = await new Promise<any>((resolve) => {
+      await c.put({ key: b('big'), value: Buffer.alloc(100_000, 3) });
+      const messages = await new Promise<any[]>((resolve, reject) => {
+        const got: any[] = [];
         const call = (c.maintenance as any).Snapshot({});
-        call.on('error', resolve);
-        call.on('data', () => undefined);
+        call.on('data', (m: any) => got.push(m));
+        call.on('error', reject);
+        call.on('end', () => resolve(got));
       });
-      assert.equal(err.code, 12);
-      assert.match(err.details, /Snapshot is not supported: .*back it up with that database's own tools/);
+      const check = (ms: { remaining: number; blob: Buffer }[]) => {
+        const body = Buffer.concat(ms.slice(0, -1).map((m) => m.blob));
+        assert.ok(ms.length >= 5, `${ms.length} messages`);
+        ms.slice(0, -1).forEach((m, i) => {
+          assert.equal(m.blob.length, i < ms.length - 2 ? 32 * 1024 : body.length - 32 * 1024 * (ms.length - 2));
+          assert.equal(m.remaining, body.length - 32 * 1024 * i - m.blob.length);
+        });
+        assert.equal(ms[ms.length - 1].remaining, 0);
+        assert.deepEqual(ms[ms.length - 1].blob, createHash('sha256').update(body).digest());
+        assert.equal(body.readUInt32LE(16), 0xed0cdaed, 'a bbolt file');
+      };
+      check(messages.map((m) => ({ remaining: Number(m.remaining_bytes), blob: m.blob })));
+      // the gateway: one {"result":...} line per message, remaining_bytes left out when 0 (as etcd's JSON)
       const http = await fetch(`${server.url}/v3/maintenance/snapshot`, { method: 'POST', body: '{}' });
-      assert.equal(http.status, 501);
+      assert.equal(http.status, 200);
+      const lines = (await http.text()).trim().split('\n').map((l) => JSON.parse(l).result);
+      check(lines.map((r) => ({ remaining: Number(r.remaining_bytes ?? 0), blob: Buffer.from(r.blob, 'base64') })));
       await c.put({ key: b('s'), value: Buffer.alloc(10_000) });
       const status = await c.call(c.maintenance, 'Status', {});
       assert.ok(Number(status.dbSize) > 0 && Number(status.dbSizeInUse) > 0);

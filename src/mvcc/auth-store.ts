@@ -28,6 +28,7 @@ import * as bcrypt from 'bcryptjs';
 import { AuthTokens, type TokenClaims } from './auth-tokens';
 import {
   ErrAuthFailed,
+  ErrNoPasswordUser,
   ErrAuthNotEnabled,
   ErrInvalidAuthMgmt,
   ErrInvalidAuthToken,
@@ -440,7 +441,8 @@ export class AuthStore {
     const doc = this.doc;
     if (!doc.enabled) throw ErrAuthNotEnabled;
     const user = doc.users.get(name);
-    if (!user || user.noPassword) throw ErrAuthFailed;
+    if (!user) throw ErrAuthFailed;
+    if (user.noPassword) throw ErrNoPasswordUser;
     const digest = this.digest(name, password);
     const known = this.verified.get(name);
     const fast = known !== undefined && known.stored === user.password && timingSafeEqual(known.digest, digest);

@@ -18,13 +18,23 @@ export function etcdAvailable(): boolean {
   return spawnSync('etcd', ['--version']).status === 0;
 }
 
-export async function startRealEtcd(extraArgs: string[] = []): Promise<RealEtcd> {
+/** `restore`: a snapshot file that `etcdctl snapshot restore` turns into the data directory etcd starts on. */
+export async function startRealEtcd(extraArgs: string[] = [], opts: { restore?: string } = {}): Promise<RealEtcd> {
   if (!etcdAvailable()) throw new Error('etcd is not installed: apt-get install etcd-server etcd-client (.ci/run does this)');
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'real-etcd-'));
+  let dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'real-etcd-'));
   const url = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
+  if (opts.restore) {
+    const parent = dataDir;
+    dataDir = path.join(parent, 'restored');
+    const r = spawnSync('etcdctl', ['snapshot', 'restore', opts.restore, '--data-dir', dataDir, '--name', 'ref', '--initial-cluster', `ref=${peer}`, '--initial-advertise-peer-urls', peer], { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8' });
+    if (r.status !== 0) {
+      fs.rmSync(parent, { recursive: true, force: true });
+      throw new Error(`etcdctl snapshot restore failed: ${r.stderr}`);
+    }
+  }
   const child: ChildProcess = spawn(
     'etcd',
     [
@@ -62,7 +72,7 @@ export async function startRealEtcd(extraArgs: string[] = []): Promise<RealEtcd>
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      fs.rmSync(opts.restore ? path.dirname(dataDir) : dataDir, { recursive: true, force: true });
     },
   };
 }
