@@ -4,13 +4,18 @@ import { SERVER_VERSION } from './api/identity';
 import { EtcdAdapterServer } from './server/server';
 import { createLogger } from './logger';
 import { BackendError, BackendUrlError, defaultBackend, redact } from '../drivers/registry';
-import { snapshotCommand } from './snapshot/cli';
+import { migrateCommand, snapshotCommand } from './snapshot/cli';
 import { SnapshotError } from './snapshot/bbolt-reader';
 
 export async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'snapshot') {
     process.exitCode = await snapshotCommand(argv.slice(1), (s) => process.stdout.write(s), (s) => process.stderr.write(s));
     return;
+  }
+  if (argv[0] === 'migrate') {
+    const stop = new Promise<void>((resolve) => ['SIGINT', 'SIGTERM'].forEach((s) => process.once(s, () => resolve())));
+    process.exitCode = await migrateCommand(argv.slice(1), (s) => process.stdout.write(s), (s) => process.stderr.write(s), stop);
+    process.exit();
   }
   let parsed;
   try {

@@ -472,7 +472,8 @@ export function retentionOf(config: Pick<Config, 'autoCompactionMode' | 'autoCom
 }
 
 export function usage(): string {
-  const lines = ['Usage: etcd-adapter [flags]', '       etcd-adapter snapshot restore|save FILE [--backend URL]  (etcd snapshot files; see "etcd-adapter snapshot --help")', '', 'An etcd v3 API server (gRPC and HTTP/JSON on one port) on pluggable storage.', '', 'Flags:'];
+  const lines = ['Usage: etcd-adapter [flags]', '       etcd-adapter snapshot restore|save FILE [--backend URL]  (etcd snapshot files; see "etcd-adapter snapshot --help")',
+    '       etcd-adapter migrate --from http://HOST:2379 --backend URL  (from a running etcd; see "etcd-adapter migrate --help")', '', 'An etcd v3 API server (gRPC and HTTP/JSON on one port) on pluggable storage.', '', 'Flags:'];
   for (const f of FLAGS) {
     const def = f.def === '' ? '' : ` (default "${f.def}")`;
     lines.push(`  ${namesOf(f).map((n) => `--${n}`).join(', ')}${f.kind === 'bool' ? '' : ' <value>'}`);

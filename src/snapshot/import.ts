@@ -21,6 +21,8 @@ export { SnapshotError } from './bbolt-reader';
 export interface ImportOptions {
   /** Load a file without the SHA-256 trailer (a db file copied out of a data directory), as etcdctl's --skip-hash-check. */
   skipHashCheck?: boolean;
+  /** Leases never expire here until told otherwise (a migration: the source still decides). */
+  holdLeases?: boolean;
 }
 
 export interface ImportResult {
@@ -33,6 +35,8 @@ export interface ImportResult {
 }
 
 const SHA256_BYTES = 32;
+/** Expiry of a lease that another etcd still decides about (far in the future, a safe integer). */
+export const HELD_LEASE_EXPIRY = 8_640_000_000_000_000;
 /** Versions per write transaction (whole revisions: a batch ends only between two). */
 const BATCH_VERSIONS = 2000;
 
@@ -51,7 +55,7 @@ export async function importSnapshot(driver: Driver, file: string, opts: ImportO
   await checkEmpty(driver);
   const c = await readContents(file, length);
   try {
-    await load(driver, c);
+    await load(driver, c, opts.holdLeases ?? false);
   } finally {
     await c.reader.close();
   }
@@ -177,7 +181,7 @@ async function readAuth(reader: BoltReader, buckets: Map<string, Buffer>): Promi
 }
 
 /** Writes the checked contents: history in batches of whole revisions, then leases, auth and the compact revision. */
-async function load(driver: Driver, c: Contents): Promise<void> {
+async function load(driver: Driver, c: Contents, holdLeases: boolean): Promise<void> {
   let batch: LogEntry[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
@@ -193,7 +197,7 @@ async function load(driver: Driver, c: Contents): Promise<void> {
   await flush();
   await driver.write(async (tx) => {
     const now = await tx.now();
-    const leasePuts: LeaseRecord[] = c.leases.map((l) => ({ id: l.id, ttl: l.ttl, expiresAt: now + l.ttl * 1000 }));
+    const leasePuts: LeaseRecord[] = c.leases.map((l) => ({ id: l.id, ttl: l.ttl, expiresAt: holdLeases ? HELD_LEASE_EXPIRY : now + l.ttl * 1000 }));
     await tx.apply({ leasePuts, leaseDeletes: [], docs: [{ name: AUTH_DOC, doc: authDocOf(c.auth) }], entries: [], puts: [], deletes: [], revision: c.revision });
     if (c.compactRevision > 0) await tx.setCompactRevision(c.compactRevision);
   });
@@ -206,7 +210,7 @@ async function load(driver: Driver, c: Contents): Promise<void> {
  * (the key's live one before it, from the store or earlier in the run), and
  * the keys' states after the run are what the store must now hold.
  */
-async function historyBatch(tx: { getMany(keys: Buffer[]): Promise<(KeyValue | null)[]> }, entries: LogEntry[]): Promise<WriteSet> {
+export async function historyBatch(tx: { getMany(keys: Buffer[]): Promise<(KeyValue | null)[]> }, entries: LogEntry[]): Promise<WriteSet> {
   const keys = new Map<string, Buffer>();
   for (const e of entries) keys.set(keyString(e.kv.key), e.kv.key);
   const before = await tx.getMany([...keys.values()]);
