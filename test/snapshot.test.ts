@@ -18,7 +18,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startServer } from '../src/index';
 import { MemoryDriver } from '../drivers/memory/memory-driver';
-import { importSnapshot } from '../src/snapshot/import';
+import { historyBatch, importSnapshot } from '../src/snapshot/import';
+import type { LogEntry } from '../src/mvcc/kv';
 import { writeSnapshotFile } from '../src/snapshot/export';
 import { BoltWriter, type BoltEntry } from '../src/snapshot/bbolt-writer';
 import { BoltReader } from '../src/snapshot/bbolt-reader';
@@ -294,6 +295,47 @@ describe('bbolt files', () => {
       const status = spawnSync('etcdctl', ['snapshot', 'status', file, '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
       assert.equal(status.status, 0, status.stderr);
       assert.equal(parseJsonBig(status.stdout).totalKey, 60_000 + 3 + 1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a compaction that starts while a snapshot is read makes it start again at the new compact revision', async () => {
+    const dir = tmpDir();
+    try {
+      const driver = new MemoryDriver();
+      for (let rev = 2; rev <= 10; rev++) {
+        const entries: LogEntry[] = [{ kv: { key: b('a'), value: b(`v${rev}`), create_revision: 2, mod_revision: rev, version: rev - 1, lease: '0' }, sub: 0, deleted: false, prev_revision: 0 }];
+        await driver.write(async (tx) => tx.apply(await historyBatch(tx, entries)));
+      }
+      let compacted = false;
+      const racing = new Proxy(driver, {
+        get(target, prop) {
+          if (prop === 'snapshotLog') {
+            return async function* (revision: number, compactRevision: number) {
+              for await (const batch of target.snapshotLog(revision, compactRevision)) {
+                yield batch;
+                if (!compacted) {
+                  compacted = true;
+                  await target.write(async (tx) => tx.setCompactRevision(5));
+                  await target.compact(5);
+                }
+              }
+            };
+          }
+          const v = Reflect.get(target, prop);
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      });
+      const file = path.join(dir, 'raced.db');
+      const info = await writeSnapshotFile(racing, file);
+      assert.ok(compacted);
+      assert.equal(info.compactRevision, 5);
+      const r = await BoltReader.open(file);
+      const revs: number[] = [];
+      for await (const e of r.entries((await r.buckets()).get('key')!)) revs.push(Number(e.key.readBigUInt64BE(0)));
+      await r.close();
+      assert.deepEqual(revs, [5, 6, 7, 8, 9, 10]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -28,8 +28,9 @@ const KV_SELECT = 'k, v, create_revision, mod_revision, version, lease';
 const LOG_SELECT = 'revision, sub, k, v, create_revision, version, lease, deleted, prev_revision';
 /** Work that may rightly take long (schema changes, defragmentation, giving space back): no statement time limit. */
 const UNBOUNDED = { timeoutMs: 0 };
-/** Log rows per page of a snapshot. */
-const SNAPSHOT_BATCH = 2000;
+/** Bytes per page of log rows read for a snapshot (about), and the most rows. */
+const SNAPSHOT_PAGE_BYTES = 4 << 20;
+const SNAPSHOT_MAX_ROWS = 4000;
 /** Log rows per compaction step: each step is one short transaction. */
 const COMPACT_BATCH = 500;
 /** compacted_sub when every row of compacted_to is done. */
@@ -384,21 +385,26 @@ export class SqlDriver implements Driver, ReadLeaseStore {
    */
   async *snapshotLog(revision: number, compactRevision: number): AsyncGenerator<LogEntry[]> {
     let [afterRev, afterSub] = [0, -1];
+    // pages of about SNAPSHOT_PAGE_BYTES whatever the value sizes: the row limit follows the bytes
+    let limit = 64;
     for (;;) {
       const rows = await this.client.all(
         `SELECT ${LOG_SELECT} FROM etcd_log l
          WHERE l.revision >= ? AND l.revision <= ? AND (l.revision > ? OR l.sub > ?)
            AND (l.revision > ? OR (l.deleted = 0 AND NOT EXISTS (
              SELECT 1 FROM etcd_log x WHERE x.k = l.k AND x.revision <= ? AND (x.revision > l.revision OR (x.revision = l.revision AND x.sub > l.sub)))))
-         ORDER BY l.revision, l.sub LIMIT ${SNAPSHOT_BATCH}`,
+         ORDER BY l.revision, l.sub LIMIT ${limit}`,
         [afterRev, revision, afterRev, afterSub, compactRevision, compactRevision],
         UNBOUNDED,
       );
       if (rows.length === 0) return;
-      yield rows.map(entryFromRow);
+      const entries = rows.map(entryFromRow);
+      const bytes = entries.reduce((n, e) => n + e.kv.key.length + e.kv.value.length, 0);
+      yield entries;
       const last = rows[rows.length - 1];
       [afterRev, afterSub] = [Number(last.revision), Number(last.sub)];
-      if (rows.length < SNAPSHOT_BATCH) return;
+      if (rows.length < limit) return;
+      limit = bytes > SNAPSHOT_PAGE_BYTES ? Math.max(1, limit >> 1) : bytes < SNAPSHOT_PAGE_BYTES / 4 ? Math.min(SNAPSHOT_MAX_ROWS, limit * 2) : limit;
     }
   }
 
