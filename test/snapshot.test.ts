@@ -234,6 +234,9 @@ describe('snapshots in etcd format', () => {
       assert.equal(r.code, 1);
       assert.match(r.err, /^etcd-adapter snapshot: .*is damaged: its SHA-256 does not match/);
       assert.equal(runCli(['snapshot', 'restore']).code, 2);
+      const missing = runCli(['snapshot', 'restore', path.join(dir, 'nosuch.db'), '--backend', `sqlite://${sqlite}`]);
+      assert.equal(missing.code, 1);
+      assert.match(missing.err, /cannot read the snapshot .*nosuch\.db: no such file/);
       assert.equal(runCli(['snapshot', 'restore', bad, '--backend', 'nosuch://x']).code, 2);
       const unhashed = path.join(dir, 'cli-unhashed.db');
       fs.writeFileSync(unhashed, good.subarray(0, good.length - 32));

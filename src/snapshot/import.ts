@@ -64,7 +64,12 @@ export async function importSnapshot(driver: Driver, file: string, opts: ImportO
 
 /** etcd's rule: a snapshot of n pages plus 32 bytes has a hash; returns the bytes of the database proper. */
 async function checkHash(file: string, skip: boolean): Promise<number> {
-  const size = (await stat(file)).size;
+  const size = await stat(file).then(
+    (st) => st.size,
+    (err: NodeJS.ErrnoException) => {
+      throw new SnapshotError(`cannot read the snapshot ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    },
+  );
   const hasHash = size % 512 === SHA256_BYTES;
   if (!hasHash) {
     if (skip) return size;
