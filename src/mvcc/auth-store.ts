@@ -24,7 +24,7 @@
 // password change or user deletion changes or removes the stored hash, which
 // invalidates the digest. Wrong passwords always take the slow path.
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import * as bcrypt from 'bcryptjs';
+import * as bcrypt from 'bcrypt';
 import { AuthTokens, type TokenClaims } from './auth-tokens';
 import {
   ErrAuthFailed,
@@ -121,9 +121,8 @@ function scryptAsync(password: string, salt: Buffer, N: number, r: number, p: nu
 const BCRYPT_COST = 10;
 
 export async function hashPassword(password: string): Promise<string> {
-  // Go's bcrypt (etcd) reads $2a$; for passwords bcrypt can take (72 bytes) $2b$ hashes the same
-  const salt = (await bcrypt.genSalt(BCRYPT_COST)).replace(/^\$2b\$/, '$2a$');
-  return bcrypt.hash(password, salt);
+  // $2a$, the form etcd's (Go's) bcrypt writes; computed on libuv's thread pool, off the event loop
+  return bcrypt.hash(password, await bcrypt.genSalt(BCRYPT_COST, 'a'));
 }
 
 /** Whether a stored hash is in etcd's form (bcrypt). */
