@@ -83,7 +83,7 @@ describe('migrate from a live etcd', () => {
           watching.write({ create_request: { ...ALL, start_revision: atSnapshot + 1 } });
         }
         const roundAtStart = round;
-        await waitFor('writes after the snapshot', async () => (round > roundAtStart + 10 && m.revision() > atSnapshot + 10 ? true : undefined), 60_000);
+        await waitFor('writes after the snapshot', async () => (round > roundAtStart + 8 && m.revision() > atSnapshot + 8 ? true : undefined), 60_000);
         writing = false;
         await writer;
         const final = Number((await c.call(c.kv, 'Range', ALL, md)).header.revision);

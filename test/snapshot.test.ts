@@ -138,7 +138,8 @@ describe('snapshots in etcd format', () => {
       }
     });
 
-    it(`${kind}: a snapshot taken while writes go on holds one revision's state, over many pages`, async () => {
+    // The SQL backends share one snapshot reader (drivers/sql): memory and SQLite cover both readers.
+    it(`${kind}: a snapshot taken while writes go on holds one revision's state, over many pages`, { skip: kind !== 'memory' && kind !== 'sqlite' }, async () => {
       const fresh = await freshBackend(kind);
       const server = await startServer({ backend: fresh.url });
       const c = new EtcdGrpcClient(server.endpoint);
