@@ -1,13 +1,12 @@
 // `etcd-adapter snapshot ...`: etcd's snapshot files, offline, as etcdutl has
 // them - restore one into a store (SQLite, MySQL/MariaDB/TiDB, PostgreSQL) or
 // save a store as one; and `etcd-adapter migrate`, from a running etcd.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { appendFile, readFile, rename, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { BackendError, BackendUrlError, createDriver, redact } from '../../drivers/registry';
 import type { Driver } from '../mvcc/driver';
 import { SnapshotError } from './bbolt-reader';
+import { fileSha256, SHA256_BYTES } from './etcd-schema';
 import { writeSnapshotFile } from './export';
 import { importSnapshot } from './import';
 import { migrate } from './migrate';
@@ -104,7 +103,7 @@ export async function snapshotCommand(argv: string[], out: (s: string) => void, 
         out(`restored ${file} into ${redact(backend || 'sqlite in ' + values['data-dir'])}: revision ${r.revision}, compact revision ${Math.max(0, r.compactRevision)}, ${r.versions} versions, ${r.leases} leases, ${r.users} users, ${r.roles} roles\n`);
       } else {
         const info = await save(driver, file);
-        out(`saved ${file}: revision ${info.revision}, ${info.versions} versions, ${info.size + 32} bytes\n`);
+        out(`saved ${file}: revision ${info.revision}, ${info.versions} versions, ${info.size + SHA256_BYTES} bytes\n`);
       }
     } finally {
       await driver.close();
@@ -120,9 +119,7 @@ async function save(driver: Driver, file: string) {
   const part = `${file}.part`;
   try {
     const info = await writeSnapshotFile(driver, part);
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(part) as AsyncIterable<Buffer>) hash.update(chunk);
-    await appendFile(part, hash.digest());
+    await appendFile(part, await fileSha256(part));
     await rename(part, file);
     return info;
   } catch (e) {

@@ -13,6 +13,8 @@
 //   authRoles        name -> authpb.Role
 //   members          hex member id -> JSON {id, peerURLs, name, clientURLs}
 //   members_removed, alarm, cluster (clusterVersion -> "3.4.0")
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { PROTO_DIR } from '../proto';
@@ -38,6 +40,16 @@ export const META_KEYS = {
 export const AUTH_KEYS = { enabled: Buffer.from('authEnabled'), revision: Buffer.from('authRevision') };
 export const CLUSTER_VERSION_KEY = Buffer.from('clusterVersion');
 export const CLUSTER_VERSION = '3.4.0';
+
+/** A snapshot file is the backend file followed by its SHA-256 (etcdctl snapshot save/restore check it). */
+export const SHA256_BYTES = 32;
+
+/** The SHA-256 of a file's first `length` bytes (all of it by default), read as a stream. */
+export async function fileSha256(file: string, length?: number): Promise<Buffer> {
+  const hash = createHash('sha256');
+  if (length !== 0) for await (const chunk of createReadStream(file, { end: length === undefined ? undefined : length - 1 }) as AsyncIterable<Buffer>) hash.update(chunk);
+  return hash.digest();
+}
 
 const REVISION_KEY_BYTES = 17;
 const TOMBSTONE = 0x74; // 't'

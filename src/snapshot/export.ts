@@ -144,8 +144,6 @@ export const SNAPSHOT_CHUNK = 32 * 1024;
  */
 export interface SnapshotStream {
   info: SnapshotInfo;
-  /** Bytes in all, hash included. */
-  total: number;
   chunks(): AsyncGenerator<Buffer>;
   dispose(): Promise<void>;
 }
@@ -157,7 +155,6 @@ export async function openSnapshotStream(driver: Driver): Promise<SnapshotStream
     const info = await writeSnapshotFile(driver, file);
     return {
       info,
-      total: info.size + 32,
       async *chunks() {
         const hash = createHash('sha256');
         for await (const chunk of createReadStream(file, { highWaterMark: SNAPSHOT_CHUNK }) as AsyncIterable<Buffer>) {

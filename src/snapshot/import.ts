@@ -6,15 +6,13 @@
 // history goes in whole revisions, a few thousand versions per write
 // transaction, each version naming the one it replaces (as mvcc's own writes
 // do), so watches, prev_kv and later compactions work on it as on any other.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { authDocOf, AUTH_DOC, type AuthData } from '../mvcc/auth-store';
 import type { Driver, LeaseRecord, WriteSet } from '../mvcc/driver';
 import { keyString } from '../mvcc/key-range';
 import { tombstone, type KeyValue, type LogEntry } from '../mvcc/kv';
 import { BoltReader, SnapshotError } from './bbolt-reader';
-import { AUTH_KEYS, BUCKETS, decode, KeyValueType, LeaseType, META_KEYS, parseRevisionKey, RoleType, UserType } from './etcd-schema';
+import { AUTH_KEYS, BUCKETS, decode, fileSha256, KeyValueType, LeaseType, META_KEYS, parseRevisionKey, RoleType, SHA256_BYTES, UserType } from './etcd-schema';
 
 export { SnapshotError } from './bbolt-reader';
 
@@ -34,7 +32,6 @@ export interface ImportResult {
   roles: number;
 }
 
-const SHA256_BYTES = 32;
 /** Expiry of a lease that another etcd still decides about (far in the future, a safe integer). */
 export const HELD_LEASE_EXPIRY = 8_640_000_000_000_000;
 /** Versions per write transaction (whole revisions: a batch ends only between two). */
@@ -75,17 +72,17 @@ async function checkHash(file: string, skip: boolean): Promise<number> {
     if (skip) return size;
     throw new SnapshotError(`${file} has no SHA-256 trailer (${size} bytes; a snapshot is whole pages plus 32): it is cut short, or a database file copied out of a data directory (load that with --skip-hash-check)`);
   }
-  const hash = createHash('sha256');
-  let trailer = Buffer.alloc(0);
-  let read = 0;
-  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
-    const body = Math.max(0, Math.min(chunk.length, size - SHA256_BYTES - read));
-    hash.update(chunk.subarray(0, body));
-    trailer = Buffer.concat([trailer, chunk.subarray(body)]);
-    read += chunk.length;
+  const length = size - SHA256_BYTES;
+  if (skip) return length;
+  const saved = Buffer.alloc(SHA256_BYTES);
+  const handle = await open(file, 'r');
+  try {
+    await handle.read(saved, 0, SHA256_BYTES, length);
+  } finally {
+    await handle.close();
   }
-  if (!skip && !hash.digest().equals(trailer)) throw new SnapshotError(`${file} is damaged: its SHA-256 does not match the hash saved with it`);
-  return size - SHA256_BYTES;
+  if (!(await fileSha256(file, length)).equals(saved)) throw new SnapshotError(`${file} is damaged: its SHA-256 does not match the hash saved with it`);
+  return length;
 }
 
 async function checkEmpty(driver: Driver): Promise<void> {
@@ -150,15 +147,25 @@ function decodeOrFail(type: typeof KeyValueType, bytes: Buffer, what: string): R
   }
 }
 
-function versionFrom(rev: { main: number; sub: number; tombstone: boolean }, value: Buffer): { kv: KeyValue; sub: number; deleted: boolean } {
+function versionFrom(rev: { main: number; sub: number; tombstone: boolean }, value: Buffer): LogEntry {
   const kv = decodeOrFail(KeyValueType, value, `the version at revision ${rev.main}`);
+  if ((kv.key as Buffer).length === 0) throw new SnapshotError(`the version at revision ${rev.main} has no key`);
+  return logEntryOf(kv, rev.main, rev.sub, rev.tombstone);
+}
+
+/**
+ * A version as etcd hands it out (a decoded mvccpb.KeyValue, int64 fields as
+ * strings or numbers: a snapshot's or a watch event's), at its revision and
+ * place in it; a deletion keeps only the key. prev_revision is filled in by
+ * historyBatch.
+ */
+export function logEntryOf(kv: Record<string, unknown>, revision: number, sub: number, deleted: boolean): LogEntry {
   const key = kv.key as Buffer;
-  if (key.length === 0) throw new SnapshotError(`the version at revision ${rev.main} has no key`);
-  if (rev.tombstone) return { kv: tombstone(key, rev.main), sub: rev.sub, deleted: true };
   return {
-    kv: { key, value: kv.value as Buffer, create_revision: Number(kv.create_revision), mod_revision: rev.main, version: Number(kv.version), lease: String(kv.lease) },
-    sub: rev.sub,
-    deleted: false,
+    kv: deleted ? tombstone(key, revision) : { key, value: kv.value as Buffer, create_revision: Number(kv.create_revision), mod_revision: revision, version: Number(kv.version), lease: String(kv.lease) },
+    sub,
+    deleted,
+    prev_revision: 0,
   };
 }
 
@@ -197,7 +204,7 @@ async function load(driver: Driver, c: Contents, holdLeases: boolean): Promise<v
   for await (const e of c.reader.entries(c.key)) {
     const v = versionFrom(parseRevisionKey(e.key)!, e.value);
     if (batch.length >= BATCH_VERSIONS && batch[batch.length - 1].kv.mod_revision !== v.kv.mod_revision) await flush();
-    batch.push({ ...v, prev_revision: 0 });
+    batch.push(v);
   }
   await flush();
   await driver.write(async (tx) => {

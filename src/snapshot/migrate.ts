@@ -20,10 +20,10 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { Driver, LeaseRecord } from '../mvcc/driver';
-import { tombstone, type LogEntry } from '../mvcc/kv';
+import type { LogEntry } from '../mvcc/kv';
 import { packageDefinition } from '../proto';
 import type { Logger } from '../logger';
-import { HELD_LEASE_EXPIRY, historyBatch, importSnapshot, SnapshotError } from './import';
+import { HELD_LEASE_EXPIRY, historyBatch, importSnapshot, logEntryOf, SnapshotError } from './import';
 
 const LEASE_SYNC_MS = 1000;
 
@@ -111,7 +111,8 @@ export async function migrate(driver: Driver, opts: MigrateOptions, logger: Logg
     call.write({ create_request: { key: Buffer.from([0]), range_end: Buffer.from([0]), start_revision: revision + 1 } });
 
     // leases granted and revoked on etcd (grants bump no revision: the watch does not show them)
-    const timesToLive = async (leases: { ID: string }[]) => {
+    const etcdLeases = async () => {
+      const { leases } = await unary<{ leases: { ID: string }[] }>(lease, 'LeaseLeases', {});
       const out = new Map<string, LeaseTimes>();
       for (const l of leases) {
         const t = await unary<{ TTL: string; grantedTTL: string }>(lease, 'LeaseTimeToLive', { ID: l.ID });
@@ -120,10 +121,7 @@ export async function migrate(driver: Driver, opts: MigrateOptions, logger: Logg
       }
       return out;
     };
-    const syncLeases = async () => {
-      const { leases } = await unary<{ leases: { ID: string }[] }>(lease, 'LeaseLeases', {});
-      await syncLeaseRecords(driver, await timesToLive(leases), null);
-    };
+    const syncLeases = async () => syncLeaseRecords(driver, await etcdLeases(), null);
     const timer = setInterval(() => void syncLeases().catch((err) => logger.warn('could not read etcd\'s leases', { error: (err as Error).message })), LEASE_SYNC_MS);
     await Promise.race([opts.stop, ended]);
     stopped = true;
@@ -135,8 +133,7 @@ export async function migrate(driver: Driver, opts: MigrateOptions, logger: Logg
 
     // 3. the switch: leases get the time they had left on etcd (or their TTL when etcd cannot say)
     try {
-      const { leases } = await unary<{ leases: { ID: string }[] }>(lease, 'LeaseLeases', {});
-      await syncLeaseRecords(driver, await timesToLive(leases), 'release');
+      await syncLeaseRecords(driver, await etcdLeases(), 'release');
     } catch (err) {
       logger.warn('etcd could not say what its leases have left: each gets its whole TTL', { error: (err as Error).message });
       await syncLeaseRecords(driver, null, 'release');
@@ -168,11 +165,7 @@ async function applyEvents(driver: Driver, revision: number, events: any[]): Pro
     const rev = Number(e.kv.mod_revision);
     let list = byRevision.get(rev);
     if (!list) byRevision.set(rev, (list = []));
-    const deleted = e.type === 1 || e.type === 'DELETE';
-    const kv = deleted
-      ? tombstone(e.kv.key, rev)
-      : { key: e.kv.key as Buffer, value: e.kv.value as Buffer, create_revision: Number(e.kv.create_revision), mod_revision: rev, version: Number(e.kv.version), lease: String(e.kv.lease) };
-    list.push({ kv, sub: list.length, deleted, prev_revision: 0 });
+    list.push(logEntryOf(e.kv, rev, list.length, e.type === 1 || e.type === 'DELETE'));
   }
   for (const [rev, entries] of byRevision) {
     await driver.write(async (tx) => {
@@ -201,10 +194,11 @@ async function syncLeaseRecords(driver: Driver, ttls: Map<string, LeaseTimes> | 
     const leasePuts: LeaseRecord[] = [];
     const leaseDeletes: string[] = [];
     const want = ttls ?? new Map(mine.map((l) => [l.id, { granted: l.ttl, left: l.ttl }]));
-    for (const l of mine) if (!want.has(l.id)) leaseDeletes.push(l.id);
+    const have = new Set(mine.map((l) => l.id));
+    for (const id of have) if (!want.has(id)) leaseDeletes.push(id);
     for (const [id, t] of want) {
       if (mode === 'release') leasePuts.push({ id, ttl: t.granted, expiresAt: now + t.left * 1000 });
-      else if (!mine.some((l) => l.id === id)) leasePuts.push({ id, ttl: t.granted, expiresAt: HELD_LEASE_EXPIRY });
+      else if (!have.has(id)) leasePuts.push({ id, ttl: t.granted, expiresAt: HELD_LEASE_EXPIRY });
     }
     if (leasePuts.length || leaseDeletes.length) await tx.apply({ leasePuts, leaseDeletes, docs: [], entries: [], puts: [], deletes: [], revision: tx.revision });
   });
