@@ -47,6 +47,21 @@ function snapshotStatus(file: string): { revision: number; totalKey: number } {
   return parseJsonBig(r.stdout);
 }
 
+/**
+ * POST /v3/maintenance/snapshot as root: the fields of each line (runs of equal
+ * lines as one), and whether the last blob is the SHA-256 of the others.
+ */
+async function gatewaySnapshotShape(url: string): Promise<{ lines: string[]; hashLast: boolean }> {
+  const auth = await fetch(`${url}/v3/auth/authenticate`, { method: 'POST', body: JSON.stringify({ name: 'root', password: ROOT_PW }) });
+  const { token } = (await auth.json()) as { token: string };
+  const res = await fetch(`${url}/v3/maintenance/snapshot`, { method: 'POST', headers: { authorization: token }, body: '{}' });
+  assert.equal(res.status, 200);
+  const results = (await res.text()).trim().split('\n').map((l) => JSON.parse(l).result as Record<string, string>);
+  const blobs = results.map((r) => Buffer.from(r.blob, 'base64'));
+  const lines = results.map((r) => Object.keys(r).sort().join(',')).filter((k, i, all) => i === 0 || all[i - 1] !== k);
+  return { lines, hashLast: createHash('sha256').update(Buffer.concat(blobs.slice(0, -1))).digest().equals(blobs[blobs.length - 1]) };
+}
+
 function runCli(args: string[]): { code: number; out: string; err: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
@@ -95,6 +110,8 @@ describe('snapshots in etcd format', () => {
         assert.deepEqual(theirs, ours);
         // and the same history as etcd itself made of the same requests (lease ids are random: named by their TTLs)
         assert.deepEqual(leasesByTtl(ours), leasesByTtl(etcdView));
+        // the gateway's stream has etcd's framing: the same fields line by line, the SHA-256 of the rest last
+        assert.deepEqual(await gatewaySnapshotShape(server.url), await gatewaySnapshotShape(etcdSource.url));
         // a caller without the root role gets no snapshot
         const refused = await etcdctl(server.endpoint, ['--user', 'alice:alicepw', 'snapshot', 'save', path.join(dir, 'refused.db')]);
         assert.notEqual(refused.code, 0);
