@@ -14,8 +14,8 @@
 import * as fs from 'node:fs';
 import pg from 'pg';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
-import { COMMIT_CHANNEL } from './pg-dialect';
+import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { COMMIT_CHANNEL, ENDS_IF_IDLE } from './pg-dialect';
 
 /** Its params: sslmode, sslrootcert, connect_timeout, application_name. */
 export type PostgresTarget = DatabaseTarget;
@@ -90,8 +90,7 @@ export function connectionConfig(target: PostgresTarget): pg.ClientConfig {
     connectionTimeoutMillis: Number(target.params.connect_timeout ?? 5) * 1000,
     application_name: target.params.application_name ?? 'etcd-adapter',
     keepAlive: true,
-    // a transaction left idle by a stopped instance ends (see IDLE_TRANSACTION_TIMEOUT_MS)
-    options: `-c idle_in_transaction_session_timeout=${IDLE_TRANSACTION_TIMEOUT_MS}`,
+    // no `options` startup parameter (PgBouncer refuses it): each transaction sets what it needs (ENDS_IF_IDLE)
   };
 }
 
@@ -252,26 +251,32 @@ export class PostgresClient implements SqlClient {
     }
   }
 
-  /** A session-level advisory lock on one connection for fn's whole run (PostgreSQL's CREATE ... IF NOT EXISTS races otherwise). */
+  /**
+   * Runs fn in one transaction holding a transaction-level advisory lock (PostgreSQL's CREATE ...
+   * IF NOT EXISTS races otherwise). Transaction-level, not session-level: behind PgBouncer in
+   * transaction mode a session lock and its unlock can land on different server connections,
+   * and a lock left behind would stop every later start. The migrations are DDL, which
+   * PostgreSQL runs transactionally: a start that dies halfway leaves nothing half done.
+   */
   async exclusive<T>(fn: (ex: SqlExecutor) => Promise<T>): Promise<T> {
     const conn = await this.acquire(this.deadline());
     let broken = false;
+    let open = false;
     try {
+      await this.query(conn, `BEGIN; ${ENDS_IF_IDLE}`, undefined, null);
+      open = true;
       // a database without advisory locks (feature_not_supported) runs them without one
-      const locked = await this.query(conn, `SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`, undefined, null).then(
-        () => true,
-        (err) => {
-          if ((err as { code?: string }).code === '0A000') return false;
-          throw err;
-        },
-      );
-      try {
-        return await fn(this.executor(conn, null));
-      } finally {
-        if (locked) await this.query(conn, `SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`, undefined, null).catch(() => (broken = true));
-      }
+      await this.query(conn, `SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`, undefined, null).catch(async (err) => {
+        if ((err as { code?: string }).code !== '0A000') throw err;
+        await this.query(conn, `ROLLBACK; BEGIN; ${ENDS_IF_IDLE}`, undefined, null);
+      });
+      const value = await fn(this.executor(conn, null));
+      await this.query(conn, 'COMMIT', undefined, null);
+      open = false;
+      return value;
     } catch (err) {
-      broken = true;
+      if (open) await conn.query('ROLLBACK').catch(() => (broken = true));
+      else broken = true;
       throw err;
     } finally {
       conn.release(broken);

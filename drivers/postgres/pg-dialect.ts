@@ -11,6 +11,7 @@
 // holds what would differ for each, from their documentation. Neither runs
 // here and neither is registered as a backend (see the README).
 import { WRITE_LOCK_SELECT, type Dialect } from '../sql/dialect';
+import { IDLE_TRANSACTION_TIMEOUT_MS } from '../sql/sql-client';
 
 const tables = [
   `CREATE TABLE IF NOT EXISTS etcd_meta (
@@ -50,6 +51,14 @@ const tables = [
   'CREATE INDEX IF NOT EXISTS etcd_tokens_used ON etcd_tokens (used_at)',
 ];
 
+/**
+ * Every transaction ends itself if left idle (a stopped instance holding the revision lock; see
+ * IDLE_TRANSACTION_TIMEOUT_MS). Set per transaction, not per session: a connection pooler
+ * (PgBouncer) refuses the `options` startup parameter, and in its transaction mode a session
+ * setting would land on whichever server connection ran it.
+ */
+export const ENDS_IF_IDLE = `SET LOCAL idle_in_transaction_session_timeout = ${IDLE_TRANSACTION_TIMEOUT_MS}`;
+
 /** The channel commits are announced on (LISTEN/NOTIFY). */
 export const COMMIT_CHANNEL = 'etcd_adapter_commit';
 
@@ -60,8 +69,8 @@ const basePostgres: Dialect = {
   maxParams: 65_535,
   maxStatementBytes: 8 << 20,
   description: 'BYTEA keys and values (byte order, no collation), BIGINT revisions',
-  startWrite: 'BEGIN ISOLATION LEVEL READ COMMITTED',
-  startSnapshot: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  startWrite: `BEGIN ISOLATION LEVEL READ COMMITTED; ${ENDS_IF_IDLE}`,
+  startSnapshot: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ${ENDS_IF_IDLE}`,
   beginWrite: `${WRITE_LOCK_SELECT} FOR UPDATE`,
   beginRead: 'SELECT revision, compact_revision FROM etcd_meta WHERE id = 1',
   least: (a, b) => `LEAST(${a}, ${b})`,

@@ -374,6 +374,9 @@ export class ReadCachedDriver implements Driver {
   onCommitElsewhere(listener: () => void): void {
     this.inner.onCommitElsewhere?.(listener);
   }
+  announcesCommits(): boolean {
+    return this.inner.announcesCommits?.() ?? false;
+  }
 
   stopping(): void {
     this.inner.stopping?.();

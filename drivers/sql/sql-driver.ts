@@ -40,6 +40,8 @@ const WRITE_ATTEMPTS = 8;
 const LEASE_RECHECK_MS = 20;
 /** A write gives up (UNAVAILABLE) if another instance's read lease is not gone by then; it always is, barring bugs. */
 const LEASE_WAIT_LIMIT_MS = 60_000;
+/** An announced commit of ours not heard back by then means announcements are not getting through. */
+const ANNOUNCEMENT_HEARD_WITHIN_MS = 1000;
 const RELEASE_LEASE = 'UPDATE etcd_read_lease SET holder = NULL, revoked = 0 WHERE id = 1';
 
 function where(r: KeyRange, column = 'k'): { sql: string; params: unknown[] } {
@@ -90,6 +92,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   private closing = false;
   /** Names this process's commits in their announcements (commitNotice). */
   private readonly origin = randomBytes(6).toString('hex');
+  /** The newest revision this process announced, and since when one of its announcements is unheard (null: none). */
+  private announced = 0;
+  private unheardSince: number | null = null;
 
   constructor(
     private readonly client: SqlClient,
@@ -131,10 +136,33 @@ export class SqlDriver implements Driver, ReadLeaseStore {
 
   /** Calls `listener` as commits (of any instance) are announced, where the database announces them. */
   onCommitElsewhere(listener: () => void): void {
-    // this process's own commits are known here already (waking for them would read the database for nothing)
     this.client.listen?.((revision, origin) => {
-      if (revision === 0 || origin !== this.origin) listener();
+      // this process's own commits are known here already (waking for them would read the database
+      // for nothing); hearing them shows that announcements get through
+      if (revision > 0 && origin === this.origin) this.heard(revision);
+      else listener();
     });
+  }
+
+  /**
+   * Announcements can be lost without an error: behind PgBouncer in transaction mode, LISTEN
+   * succeeds and nothing is ever delivered. This process hears its own announcements when they
+   * get through; one unheard for ANNOUNCEMENT_HEARD_WITHIN_MS means they do not (or the listening
+   * connection is down), and the server then wakes the other instances itself.
+   */
+  announcesCommits(): boolean {
+    if (!this.dialect.commitNotice || !this.client.listen) return false;
+    return this.unheardSince === null || performance.now() - this.unheardSince < ANNOUNCEMENT_HEARD_WITHIN_MS;
+  }
+
+  private announcedOne(revision: number): void {
+    this.announced = Math.max(this.announced, revision);
+    this.unheardSince ??= performance.now();
+  }
+
+  private heard(revision: number): void {
+    // any of ours heard: they get through; the clock restarts for those still on their way
+    this.unheardSince = revision >= this.announced ? null : performance.now();
   }
 
   /** Why the database is failing right now (its last answer was a fault or came too late), or null. */
@@ -206,8 +234,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     const started = performance.now();
     const deadline = opts?.deadline;
     for (let attempt = 1; ; attempt++) {
+      let announcing = 0;
       try {
-        return await this.client.transaction({ sql: this.dialect.beginWrite, params: [] }, async (tx, locked) => {
+        const value = await this.client.transaction({ sql: this.dialect.beginWrite, params: [] }, async (tx, locked) => {
           const lease = this.fence.check(leaseRow(locked));
           if (lease === 'wait') throw new LeaseHeld(String(locked.lease_holder));
           const staged: WriteSet[] = [];
@@ -224,11 +253,14 @@ export class SqlDriver implements Driver, ReadLeaseStore {
             setCompactRevision: async (rev) => void (compactTo = rev),
           };
           const value = await fn(txn);
+          announcing = this.dialect.commitNotice ? staged.reduce((r, ws) => Math.max(r, ws.revision), 0) : 0;
           const commit = this.commitStatements(staged, compactTo);
           // Nobody renewed it for its whole length: its holder has stopped serving from it.
           if (lease === 'clear') commit.unshift({ sql: RELEASE_LEASE, params: [] });
           return { value, commit };
         }, deadline);
+        if (announcing > 0) this.announcedOne(announcing);
+        return value;
       } catch (err) {
         if (deadline !== undefined && performance.now() >= deadline && (err instanceof LeaseHeld || err instanceof RetryableError)) throw new StorageTimeoutError('a write');
         if (err instanceof LeaseHeld) {

@@ -175,6 +175,12 @@ export interface Driver {
   close(): Promise<void>;
   /** Calls `listener` soon after any instance commits, where the store can tell (PostgreSQL's NOTIFY); polling covers the rest. */
   onCommitElsewhere?(listener: () => void): void;
+  /**
+   * Whether this process's commits are being announced to the other instances by the store itself
+   * right now (PostgreSQL's NOTIFY, checked by hearing its own). When not, instances wake each
+   * other (src/server/peer-wake.ts). Absent: the store announces nothing.
+   */
+  announcesCommits?(): boolean;
   /** A shutdown begins: long work (physical compaction) stops at its next step; requests are still served until close(). */
   stopping?(): void;
   /**

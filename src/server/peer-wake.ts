@@ -1,5 +1,6 @@
 // Cross-instance wakeups where the database announces nothing (MySQL,
-// MariaDB, TiDB have no NOTIFY). After a commit, an instance tells every
+// MariaDB, TiDB have no NOTIFY; PostgreSQL's NOTIFY does not get through
+// PgBouncer in transaction mode, which the driver notices). After a commit, an instance tells every
 // other live member of the store (their advertised client URLs, from the
 // heartbeat rows) to read the log now, with a small HTTP request on a
 // kept-alive connection; the member's log tail wakes at once instead of at

@@ -234,10 +234,13 @@ export class EtcdAdapterServer {
     });
 
     const tlsFiles = loadTls(config);
-    // No NOTIFY on these: instances wake each other (PostgreSQL's own NOTIFY does it there; memory and SQLite are one process)
-    if (driver.kind === 'mysql' || driver.kind === 'tidb') {
+    // Shared SQL stores: instances wake each other after a commit, unless the store announces it
+    // (PostgreSQL's NOTIFY, while it gets through). Memory and SQLite are one process.
+    if (driver.kind === 'mysql' || driver.kind === 'tidb' || driver.kind === 'postgres') {
       const waker = (this.peerWaker = new PeerWaker(tlsFiles));
-      store.on('commit', () => waker.committed());
+      store.on('commit', () => {
+        if (!driver.announcesCommits?.()) waker.committed();
+      });
     }
     const bound = await this.listen(tlsFiles);
     this.metricsUrls.push(...(await this.listenMetrics(tlsFiles)));

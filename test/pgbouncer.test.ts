@@ -1,0 +1,95 @@
+// PostgreSQL behind PgBouncer, as managed PostgreSQL is often reached. A
+// private PgBouncer (its own port and directory) in transaction mode, the
+// hardest of its modes, in front of the machine's PostgreSQL:
+// - it refuses the `options` startup parameter: each transaction sets what it
+//   needs itself (SET LOCAL);
+// - a session advisory lock and its unlock may run on different server
+//   connections: instances starting together migrate under a transaction-level lock;
+// - LISTEN succeeds and no notification is ever delivered: each instance
+//   notices that it does not hear its own, and instances wake each other over
+//   HTTP instead (polls here are an hour apart, so nothing else could deliver).
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './helpers/backends';
+import { startPgBouncer, type PrivatePgBouncer } from './helpers/pgbouncer';
+import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
+import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { grpcWatch } from './helpers/watch-client';
+import { waitFor } from './helpers/ports';
+
+const skip = !backendsUnderTest().includes('postgres') && 'postgres is not under test';
+
+/** Adds one to a counter with a compare-and-swap loop. */
+async function increment(c: EtcdGrpcClient, key: string): Promise<void> {
+  for (;;) {
+    const kv = (await c.range({ key: b(key) })).kvs[0];
+    const value = kv ? Number(kv.value.toString()) : 0;
+    const compare = kv ? { key: b(key), target: 2, result: 0, mod_revision: kv.mod_revision } : { key: b(key), target: 1, result: 0, create_revision: 0 };
+    const r = await c.txn({ compare: [compare], success: [{ request_put: { key: b(key), value: b(String(value + 1)) } }] });
+    if (r.succeeded) return;
+  }
+}
+
+describe('PostgreSQL behind PgBouncer in transaction mode', { skip }, () => {
+  let bouncer: PrivatePgBouncer;
+  let db: FreshBackend;
+  let url: string;
+  let servers: SpawnedAdapter[] = [];
+  before(async () => {
+    bouncer = await startPgBouncer('transaction');
+    db = await createPostgresDatabase();
+    url = bouncer.urlFor(new URL(db.url).pathname.slice(1));
+  });
+  after(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    // PgBouncer first: it holds server connections to the database
+    await bouncer?.stop();
+    await db?.drop();
+  });
+
+  it('instances starting together migrate one at a time, and one started later finds no lock left behind', async () => {
+    servers = await Promise.all([0, 1, 2].map((i) => spawnAdapter(['--backend', url, '--name', `pooled-${i}`, '--poll-interval', '1h'])));
+    const late = await spawnAdapter(['--backend', url, '--name', 'pooled-late', '--poll-interval', '1h']);
+    servers.push(late);
+    const c = new EtcdGrpcClient(late.endpoint);
+    const headers = await Promise.all(servers.map(async (s) => {
+      const x = new EtcdGrpcClient(s.endpoint);
+      try {
+        return (await x.range({ key: b('none') })).header;
+      } finally {
+        x.close();
+      }
+    }));
+    assert.equal(new Set(headers.map((h) => h.cluster_id)).size, 1);
+    c.close();
+  });
+
+  it('compare-and-swap counters across instances come out exact', async () => {
+    const clients = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+    await Promise.all(clients.map(async (c) => {
+      for (let i = 0; i < 10; i++) await increment(c, 'pooled/counter');
+    }));
+    for (const c of clients) assert.equal((await c.range({ key: b('pooled/counter') })).kvs[0].value.toString(), String(10 * clients.length));
+    for (const c of clients) c.close();
+  });
+
+  it("a commit on one instance wakes the other's watchers although NOTIFY does not get through", async () => {
+    const [a, c] = [servers[0], servers[1]].map((s) => new EtcdGrpcClient(s.endpoint));
+    const w = grpcWatch(c);
+    w.send({ create_request: { key: b('n/'), range_end: b('n0') } });
+    await w.waitFor(1);
+    const keys = () => w.responses.flatMap((r: any) => r.events ?? []).map((e: any) => e.kv.key.toString());
+    // the writer turns to waking the others once one of its own announcements goes unheard
+    await waitFor('a first write to reach the other instance', async () => {
+      await a.put({ key: b('n/first'), value: b('x') });
+      return keys().length > 0 ? true : undefined;
+    }, 30000);
+    const numbered = () => keys().filter((k: string) => k !== 'n/first');
+    for (let i = 0; i < 20; i++) await a.put({ key: b(`n/${i}`), value: b(String(i)) });
+    await waitFor('the other instance to deliver every event', async () => (numbered().length >= 20 ? true : undefined));
+    assert.deepEqual(numbered(), Array.from({ length: 20 }, (_, i) => `n/${i}`));
+    w.close();
+    a.close();
+    c.close();
+  });
+});
