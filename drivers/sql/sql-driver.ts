@@ -14,6 +14,7 @@
 // is therefore revision order, and a snapshot that sees revision N sees every
 // revision up to N: the log has no gaps to wait for.
 import { randomBytes } from 'node:crypto';
+import { ANNOUNCEMENT_HEARD_WITHIN_MS } from '../../src/mvcc/driver';
 import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenStore, WriteOptions, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
@@ -40,8 +41,6 @@ const WRITE_ATTEMPTS = 8;
 const LEASE_RECHECK_MS = 20;
 /** A write gives up (UNAVAILABLE) if another instance's read lease is not gone by then; it always is, barring bugs. */
 const LEASE_WAIT_LIMIT_MS = 60_000;
-/** An announced commit of ours not heard back by then means announcements are not getting through. */
-const ANNOUNCEMENT_HEARD_WITHIN_MS = 1000;
 const RELEASE_LEASE = 'UPDATE etcd_read_lease SET holder = NULL, revoked = 0 WHERE id = 1';
 
 function where(r: KeyRange, column = 'k'): { sql: string; params: unknown[] } {

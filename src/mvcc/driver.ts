@@ -64,6 +64,9 @@ export interface SharedDoc {
   value: unknown;
 }
 
+/** An announced commit of ours not heard back by then means announcements are not getting through (announcesCommits). */
+export const ANNOUNCEMENT_HEARD_WITHIN_MS = 1000;
+
 /** An instance counts as alive with a heartbeat this recent (instances heartbeat every 2 s). */
 export const MEMBER_ALIVE_MS = 10_000;
 
@@ -178,7 +181,8 @@ export interface Driver {
   /**
    * Whether this process's commits are being announced to the other instances by the store itself
    * right now (PostgreSQL's NOTIFY, checked by hearing its own). When not, instances wake each
-   * other (src/server/peer-wake.ts). Absent: the store announces nothing.
+   * other (src/server/peer-wake.ts). Absent: the store announces nothing. It turns false at most
+   * ANNOUNCEMENT_HEARD_WITHIN_MS after an announcement that is not heard.
    */
   announcesCommits?(): boolean;
   /** A shutdown begins: long work (physical compaction) stops at its next step; requests are still served until close(). */

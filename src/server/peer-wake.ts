@@ -96,7 +96,10 @@ export class PeerWaker {
         url.protocol === 'https:'
           ? new https.Agent({ keepAlive: true, maxSockets: 1, ca: this.tls?.ca, cert: this.tls?.cert, key: this.tls?.key })
           : new http.Agent({ keepAlive: true, maxSockets: 1 });
-      this.peers.set(key, new Peer(url, agent));
+      const peer = new Peer(url, agent);
+      this.peers.set(key, peer);
+      // commits made before it was known here woke it not: one wakeup now covers them
+      peer.wake();
     }
     for (const [key, peer] of this.peers) {
       if (seen.has(key)) continue;

@@ -26,6 +26,7 @@ import { Lessor } from '../mvcc/lessor';
 import { AutoCompactor } from '../mvcc/auto-compactor';
 import { MvccStore } from '../mvcc/store';
 import { WatchHub } from '../mvcc/watch-hub';
+import { ANNOUNCEMENT_HEARD_WITHIN_MS } from '../mvcc/driver';
 import { allowTxnNesting, protoRoot } from '../proto';
 import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
@@ -238,8 +239,14 @@ export class EtcdAdapterServer {
     // (PostgreSQL's NOTIFY, while it gets through). Memory and SQLite are one process.
     if (driver.kind === 'mysql' || driver.kind === 'tidb' || driver.kind === 'postgres') {
       const waker = (this.peerWaker = new PeerWaker(tlsFiles));
+      let recheck: NodeJS.Timeout | null = null;
       store.on('commit', () => {
-        if (!driver.announcesCommits?.()) waker.committed();
+        if (!driver.announcesCommits?.()) return waker.committed();
+        // Announced: should it go unheard, the others are woken then, not at the next commit.
+        recheck ??= setTimeout(() => {
+          recheck = null;
+          if (!driver.announcesCommits?.()) waker.committed();
+        }, ANNOUNCEMENT_HEARD_WITHIN_MS + 100).unref();
       });
     }
     const bound = await this.listen(tlsFiles);
