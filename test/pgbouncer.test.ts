@@ -88,6 +88,7 @@ describe('PostgreSQL behind PgBouncer in transaction mode', { skip }, () => {
     for (let i = 0; i < 20; i++) await a.put({ key: b(`n/${i}`), value: b(String(i)) });
     await waitFor('the other instance to deliver every event', async () => (numbered().length >= 20 ? true : undefined));
     assert.deepEqual(numbered(), Array.from({ length: 20 }, (_, i) => `n/${i}`));
+    assert.match(servers[0].log(), /commit announcements \(NOTIFY\) are not heard back: waking the other instances over HTTP instead/);
     w.close();
     a.close();
     c.close();

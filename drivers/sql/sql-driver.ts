@@ -138,8 +138,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     this.client.listen?.((revision, origin) => {
       // this process's own commits are known here already (waking for them would read the database
       // for nothing); hearing them shows that announcements get through
-      if (revision > 0 && origin === this.origin) this.heard(revision);
-      else listener();
+      if (revision > 0 && origin === this.origin) return this.heard(revision);
+      // (re)connected: what was announced before it could not be heard here
+      if (revision === 0) this.unheardSince = null;
+      listener();
     });
   }
 

@@ -12,6 +12,8 @@
 // most it does is make the tail read the log once more (reads coalesce).
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { ANNOUNCEMENT_HEARD_WITHIN_MS, type Driver } from '../mvcc/driver';
+import type { Logger } from '../logger';
 
 export const WAKE_PATH = '/etcd-adapter/v1/wake';
 const REQUEST_TIMEOUT_MS = 2000;
@@ -124,4 +126,32 @@ export class PeerWaker {
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
   }
+}
+
+/**
+ * Wakes the other instances after each local commit that the store does not announce itself
+ * (Driver.announcesCommits). An announced commit is looked at again once it should have been
+ * heard: if it was not, the others are woken then rather than at the next commit. A change
+ * between the two ways is logged.
+ */
+export function wakeOthersAfterCommits(store: { on(event: 'commit', fn: () => void): unknown }, driver: Pick<Driver, 'announcesCommits'>, waker: PeerWaker, logger: Logger): void {
+  // a store that announces is expected to be heard from the start
+  let announced = driver.announcesCommits !== undefined;
+  let recheck: NodeJS.Timeout | null = null;
+  const announcing = (): boolean => {
+    const now = driver.announcesCommits?.() ?? false;
+    if (now !== announced) {
+      if (now) logger.info('commit announcements are heard again: the other instances are woken by the database');
+      else logger.warn('commit announcements (NOTIFY) are not heard back: waking the other instances over HTTP instead (is a connection pooler in transaction mode in between?)');
+    }
+    announced = now;
+    return now;
+  };
+  store.on('commit', () => {
+    if (!announcing()) return waker.committed();
+    recheck ??= setTimeout(() => {
+      recheck = null;
+      if (!announcing()) waker.committed();
+    }, ANNOUNCEMENT_HEARD_WITHIN_MS + 100).unref();
+  });
 }

@@ -26,7 +26,6 @@ import { Lessor } from '../mvcc/lessor';
 import { AutoCompactor } from '../mvcc/auto-compactor';
 import { MvccStore } from '../mvcc/store';
 import { WatchHub } from '../mvcc/watch-hub';
-import { ANNOUNCEMENT_HEARD_WITHIN_MS } from '../mvcc/driver';
 import { allowTxnNesting, protoRoot } from '../proto';
 import { messageSize } from '../proto-size';
 import { createDriver } from '../../drivers/registry';
@@ -34,7 +33,7 @@ import { createGrpcServer, fastUnaryMethods } from './grpc-server';
 import { installFastUnary, type FastMethod } from './grpc-fast-unary';
 import { serveThroughHttp1 } from './h2-gateway';
 import { acceptHttp2 } from './h2-authority';
-import { PeerWaker } from './peer-wake';
+import { PeerWaker, wakeOthersAfterCommits } from './peer-wake';
 import { keepAliveStream } from './grpc-lease';
 import { snapshotGrpc, snapshotJson } from './snapshot-streams';
 import { importSnapshot } from '../snapshot/import';
@@ -87,7 +86,7 @@ export class EtcdAdapterServer {
   private auth: AuthStore | null = null;
   private alarms: Alarms | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  /** MySQL/MariaDB/TiDB: wakes the other instances' log tails after each commit (peer-wake.ts). */
+  /** Shared SQL stores: wakes the other instances' log tails after commits the database does not announce (peer-wake.ts). */
   private peerWaker: PeerWaker | null = null;
   /** Unary methods for the short road past grpc-js (grpc-fast-unary.ts), installed once the listener exists. */
   private fastMethods = new Map<string, FastMethod>();
@@ -238,16 +237,7 @@ export class EtcdAdapterServer {
     // Shared SQL stores: instances wake each other after a commit, unless the store announces it
     // (PostgreSQL's NOTIFY, while it gets through). Memory and SQLite are one process.
     if (driver.kind === 'mysql' || driver.kind === 'tidb' || driver.kind === 'postgres') {
-      const waker = (this.peerWaker = new PeerWaker(tlsFiles));
-      let recheck: NodeJS.Timeout | null = null;
-      store.on('commit', () => {
-        if (!driver.announcesCommits?.()) return waker.committed();
-        // Announced: should it go unheard, the others are woken then, not at the next commit.
-        recheck ??= setTimeout(() => {
-          recheck = null;
-          if (!driver.announcesCommits?.()) waker.committed();
-        }, ANNOUNCEMENT_HEARD_WITHIN_MS + 100).unref();
-      });
+      wakeOthersAfterCommits(store, driver, (this.peerWaker = new PeerWaker(tlsFiles)), logger);
     }
     const bound = await this.listen(tlsFiles);
     this.metricsUrls.push(...(await this.listenMetrics(tlsFiles)));
