@@ -135,8 +135,8 @@ export class PeerWaker {
  * between the two ways is logged.
  */
 export function wakeOthersAfterCommits(store: { on(event: 'commit', fn: () => void): unknown }, driver: Pick<Driver, 'announcesCommits'>, waker: PeerWaker, logger: Logger): void {
-  // a store that announces is expected to be heard from the start
-  let announced = driver.announcesCommits !== undefined;
+  // as it starts: a store that announces is heard (nothing is unheard yet); one that never does, never
+  let announced = driver.announcesCommits?.() ?? false;
   let recheck: NodeJS.Timeout | null = null;
   const announcing = (): boolean => {
     const now = driver.announcesCommits?.() ?? false;
