@@ -7,26 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { increment } from './helpers/cas';
 import { grpcWatch, httpWatch, type GrpcWatch, type HttpWatch } from './helpers/watch-client';
 import { sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
 import { waitFor } from './helpers/ports';
 
 const INSTANCES = 3;
 const COUNTERS = ['cas/a', 'cas/b'];
-
-/** Adds one to a counter with a compare-and-swap loop; returns the revision of the winning write. */
-async function increment(c: EtcdGrpcClient, key: string): Promise<{ revision: number; attempts: number }> {
-  for (let attempts = 1; ; attempts++) {
-    const cur = await c.range({ key: b(key) });
-    const kv = cur.kvs[0];
-    const value = kv ? Number(kv.value.toString()) : 0;
-    const compare = kv
-      ? { key: b(key), target: 2, result: 0, mod_revision: kv.mod_revision } // MOD == seen
-      : { key: b(key), target: 1, result: 0, create_revision: 0 }; // absent
-    const r = await c.txn({ compare: [compare], success: [{ request_put: { key: b(key), value: b(String(value + 1)) } }] });
-    if (r.succeeded) return { revision: Number(r.header.revision), attempts };
-  }
-}
 
 function eventsOf(responses: any[]): string[] {
   const out: string[] = [];

@@ -14,21 +14,11 @@ import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './
 import { startPgBouncer, type PrivatePgBouncer } from './helpers/pgbouncer';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { increment } from './helpers/cas';
 import { grpcWatch } from './helpers/watch-client';
 import { waitFor } from './helpers/ports';
 
 const skip = !backendsUnderTest().includes('postgres') && 'postgres is not under test';
-
-/** Adds one to a counter with a compare-and-swap loop. */
-async function increment(c: EtcdGrpcClient, key: string): Promise<void> {
-  for (;;) {
-    const kv = (await c.range({ key: b(key) })).kvs[0];
-    const value = kv ? Number(kv.value.toString()) : 0;
-    const compare = kv ? { key: b(key), target: 2, result: 0, mod_revision: kv.mod_revision } : { key: b(key), target: 1, result: 0, create_revision: 0 };
-    const r = await c.txn({ compare: [compare], success: [{ request_put: { key: b(key), value: b(String(value + 1)) } }] });
-    if (r.succeeded) return;
-  }
-}
 
 describe('PostgreSQL behind PgBouncer in transaction mode', { skip }, () => {
   let bouncer: PrivatePgBouncer;
