@@ -8,9 +8,9 @@ import * as assert from 'node:assert/strict';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { increment } from './helpers/cas';
+import { writesWakeOtherInstance } from './helpers/woken';
 import { grpcWatch, httpWatch, type GrpcWatch, type HttpWatch } from './helpers/watch-client';
 import { sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
-import { waitFor } from './helpers/ports';
 
 const INSTANCES = 3;
 const COUNTERS = ['cas/a', 'cas/b'];
@@ -148,27 +148,13 @@ describe(`instances on one ${shared.label} wake each other`, () => {
 
   it("a commit on one instance wakes the other's watchers at once, not at its next poll", async () => {
     const [a, c] = servers.map((s) => new EtcdGrpcClient(s.endpoint));
-    // the writer learns of the other member from its heartbeat rows (every 2 s): wait until a write wakes it
-    const w = grpcWatch(c);
-    w.send({ create_request: { key: b('n/'), range_end: b('n0') } });
-    await w.waitFor(1);
-    const keys = () => w.responses.flatMap((r: any) => r.events ?? []).map((e: any) => e.kv.key.toString());
-    await waitFor('a first write to reach the other instance', async () => {
-      await a.put({ key: b('n/first'), value: b('x') });
-      return keys().length > 0 ? true : undefined;
-    }, 30000);
-    // (more of the first writes may still arrive: count only the numbered ones)
-    const numbered = () => keys().filter((k: string) => k !== 'n/first');
-    for (let i = 0; i < 20; i++) await a.put({ key: b(`n/${i}`), value: b(String(i)) });
-    await waitFor('the other instance to deliver every event', async () => (numbered().length >= 20 ? true : undefined));
-    assert.deepEqual(numbered(), Array.from({ length: 20 }, (_, i) => `n/${i}`));
+    await writesWakeOtherInstance(a, c);
     // PostgreSQL: the writer hears its own NOTIFYs, so it does not go on waking the others itself
     // (a commit racing the LISTEN at start may go unheard for a moment: the last word counts);
     // MariaDB announces nothing, and says nothing of it
     const said = servers[0].log().match(/commit announcements[^\n]*/g) ?? [];
     if (shared.kind === 'postgres') assert.doesNotMatch(said.at(-1) ?? '', /not heard back/);
     else assert.deepEqual(said, []);
-    w.close();
     a.close();
     c.close();
   });

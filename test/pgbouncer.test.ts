@@ -15,8 +15,7 @@ import { startPgBouncer, type PrivatePgBouncer } from './helpers/pgbouncer';
 import { spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { increment } from './helpers/cas';
-import { grpcWatch } from './helpers/watch-client';
-import { waitFor } from './helpers/ports';
+import { writesWakeOtherInstance } from './helpers/woken';
 
 const skip = !backendsUnderTest().includes('postgres') && 'postgres is not under test';
 
@@ -65,21 +64,8 @@ describe('PostgreSQL behind PgBouncer in transaction mode', { skip }, () => {
 
   it("a commit on one instance wakes the other's watchers although NOTIFY does not get through", async () => {
     const [a, c] = [servers[0], servers[1]].map((s) => new EtcdGrpcClient(s.endpoint));
-    const w = grpcWatch(c);
-    w.send({ create_request: { key: b('n/'), range_end: b('n0') } });
-    await w.waitFor(1);
-    const keys = () => w.responses.flatMap((r: any) => r.events ?? []).map((e: any) => e.kv.key.toString());
-    // the writer turns to waking the others once one of its own announcements goes unheard
-    await waitFor('a first write to reach the other instance', async () => {
-      await a.put({ key: b('n/first'), value: b('x') });
-      return keys().length > 0 ? true : undefined;
-    }, 30000);
-    const numbered = () => keys().filter((k: string) => k !== 'n/first');
-    for (let i = 0; i < 20; i++) await a.put({ key: b(`n/${i}`), value: b(String(i)) });
-    await waitFor('the other instance to deliver every event', async () => (numbered().length >= 20 ? true : undefined));
-    assert.deepEqual(numbered(), Array.from({ length: 20 }, (_, i) => `n/${i}`));
+    await writesWakeOtherInstance(a, c);
     assert.match(servers[0].log(), /commit announcements \(NOTIFY\) are not heard back: waking the other instances over HTTP instead/);
-    w.close();
     a.close();
     c.close();
   });

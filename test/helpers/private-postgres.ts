@@ -34,28 +34,36 @@ export interface PrivatePostgresOptions {
   tls?: { cert: string; key: string };
 }
 
-async function alive(port: number, password?: string): Promise<boolean> {
+/** Whether a server (or a pooler in front of one) on the port answers a query as `postgres`. */
+export async function alive(port: number, password?: string): Promise<boolean> {
   const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 1000 });
   c.on('error', () => undefined);
   try {
     await c.connect();
-    await c.end();
+    await c.query('SELECT 1');
     return true;
   } catch {
     return false;
+  } finally {
+    await c.end().catch(() => undefined);
   }
+}
+
+/** Spawn options that run a PostgreSQL program as the `postgres` user when we are root (PostgreSQL and PgBouncer refuse root). */
+export function asPostgresUser(): { uid?: number; gid?: number } {
+  if (process.getuid?.() !== 0) return {};
+  return { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) };
 }
 
 export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): Promise<PrivatePostgres> {
   if (!BIN) throw new Error('PostgreSQL server binaries are not installed');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-pg-'));
   const data = path.join(dir, 'data');
-  const asRoot = process.getuid?.() === 0;
-  const ids = asRoot ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {};
-  if (asRoot) fs.chownSync(dir, ids.uid!, ids.gid!);
+  const ids = asPostgresUser();
   const own = (file: string) => {
-    if (asRoot) fs.chownSync(file, ids.uid!, ids.gid!);
+    if (ids.uid !== undefined) fs.chownSync(file, ids.uid, ids.gid!);
   };
+  own(dir);
   const auth = ['--auth-local=trust', `--auth-host=${opts.password ? 'scram-sha-256' : 'trust'}`];
   if (opts.password) {
     fs.writeFileSync(path.join(dir, 'pw'), `${opts.password}\n`, { mode: 0o600 });
