@@ -3,9 +3,13 @@
 // appear in messages.
 //   memory                                  in this process only
 //   sqlite:///abs/path/state.db             SQLite file (sqlite://relative/path works too)
-//   mysql://user:pass@host:3306/db          MySQL or MariaDB (mariadb:// is the same)
+//   mysql://user:pass@host:3306/db          MySQL or MariaDB (mariadb:// is the same;
+//                                           ?socket=/run/mysqld/mysqld.sock for a Unix socket)
 //   tidb://user:pass@host:4000/db           TiDB
-//   postgres://user:pass@host:5432/db       PostgreSQL (postgresql:// is the same; ?sslmode=, ?sslrootcert=)
+//   postgres://user:pass@host:5432/db       PostgreSQL (postgresql:// is the same; ?sslmode=, ?sslrootcert=,
+//                                           ?sslcert= and ?sslkey= for a client certificate; a Unix socket
+//                                           as libpq takes it: ?host=/var/run/postgresql, or that
+//                                           directory percent-encoded as the host)
 //   (none)                                  SQLite at <data-dir>/state.db
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -125,43 +129,77 @@ function sqliteDriver(backend: string, warn: (msg: string) => void, observer?: S
 
 export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   const shape = `${tidb ? 'tidb' : 'mysql'}://user:password@host:port/database`;
-  return { ...parseDatabaseUrl(backend, shape, tidb ? 4000 : 3306, 'root'), tidb };
+  const target = parseDatabaseUrl(backend, shape, tidb ? 4000 : 3306, 'root', { param: 'socket', example: '?socket=/run/mysqld/mysqld.sock' });
+  const socket = target.params.socket;
+  if (socket !== undefined && !socket.startsWith('/')) throw new BackendUrlError(`bad backend URL "${redact(backend)}": socket must be an absolute path, as ?socket=/run/mysqld/mysqld.sock`);
+  return { ...target, tidb };
+}
+
+/** Where a MySQL target is, in messages: its socket or host:port. */
+export function mysqlLocation(target: MysqlTarget): string {
+  return target.params.socket ?? `${target.host}:${target.port}`;
 }
 
 export function parsePostgresUrl(backend: string): PostgresTarget {
-  const target = parseDatabaseUrl(backend, 'postgres://user:password@host:port/database', 5432, 'postgres');
+  // libpq's ways to name a Unix socket directory: ?host=/dir, or the directory percent-encoded as the host
+  const target = parseDatabaseUrl(backend, 'postgres://user:password@host:port/database', 5432, 'postgres', { param: 'host', example: '?host=/var/run/postgresql' });
   const mode = target.params.sslmode;
   if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, require, verify-ca or verify-full`);
   }
-  if (target.params.sslrootcert && !fs.existsSync(target.params.sslrootcert)) throw new BackendError(`cannot read the CA file ${target.params.sslrootcert} (sslrootcert)`);
+  if (Boolean(target.params.sslcert) !== Boolean(target.params.sslkey)) {
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": a client certificate needs both sslcert and sslkey`);
+  }
+  for (const [param, what] of [['sslrootcert', 'CA'], ['sslcert', 'client certificate'], ['sslkey', 'client key']]) {
+    const file = target.params[param];
+    if (file && !fs.existsSync(file)) throw new BackendError(`cannot read the ${what} file ${file} (${param})`);
+  }
   return target;
 }
 
-function parseDatabaseUrl(backend: string, shape: string, defaultPort: number, defaultUser: string): DatabaseTarget {
+/** Where a PostgreSQL target is, in messages: its socket file or host:port. */
+export function postgresLocation(target: PostgresTarget): string {
+  return target.host.startsWith('/') ? path.join(target.host, `.s.PGSQL.${target.port}`) : `${target.host}:${target.port}`;
+}
+
+/**
+ * How a URL may name a Unix socket instead of a host: PostgreSQL, as libpq does, by `?host=/dir`
+ * (which stands for the host) or by the directory percent-encoded as the host; MySQL by `?socket=/file`.
+ */
+interface SocketForm {
+  param: 'host' | 'socket';
+  example: string;
+}
+
+function parseDatabaseUrl(backend: string, shape: string, defaultPort: number, defaultUser: string, socket: SocketForm): DatabaseTarget {
   // more than one "@" before the path: a password with a raw "@" (or "/" or "#")
   const afterScheme = backend.replace(/^[a-z0-9+]+:\/\//i, '');
   if ((afterScheme.match(/@/g) ?? []).length > 1) throw new BackendUrlError(`bad backend URL "${redact(backend)}": more than one "@"; ${ENCODE_HINT}`);
   let u: URL;
   try {
-    u = new URL(backend);
+    // user@/db?host=/dir (a user, no host: the socket is in the query) is not a WHATWG URL; parse it with a stand-in host
+    u = new URL(backend.replace(/^([a-z0-9+]+:\/\/[^/@]+@)\//i, '$1-/'));
   } catch {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": expected ${shape}; ${ENCODE_HINT}`);
   }
   let database: string;
   let user: string;
   let password: string;
+  let host: string;
   try {
     database = decodeURIComponent(u.pathname.replace(/^\//, ''));
     user = decodeURIComponent(u.username || defaultUser);
     password = decodeURIComponent(u.password);
+    host = u.hostname === '-' ? '' : decodeURIComponent(u.hostname);
   } catch {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": a "%" must start an escape such as %40; ${ENCODE_HINT}`);
   }
-  if (!u.hostname) throw new BackendUrlError(`bad backend URL "${redact(backend)}": no host`);
-  if (!database || database.includes('/')) throw new BackendUrlError(`bad backend URL "${redact(backend)}": name the database after the host, as ${u.protocol}//user:password@${u.host}/etcd`);
+  const named = u.searchParams.get(socket.param);
+  if (socket.param === 'host' && named) host = named;
+  if (!host && !named) throw new BackendUrlError(`bad backend URL "${redact(backend)}": no host (name one, or a Unix socket as ${socket.example})`);
+  if (!database || database.includes('/')) throw new BackendUrlError(`bad backend URL "${redact(backend)}": name the database after the host, as ${u.protocol}//user:password@${host.startsWith('/') || !host ? 'host' : u.host}/etcd`);
   return {
-    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    host: host.replace(/^\[(.*)\]$/, '$1') || 'localhost',
     port: u.port ? Number(u.port) : defaultPort,
     user,
     password,
@@ -173,12 +211,12 @@ function parseDatabaseUrl(backend: string, shape: string, defaultPort: number, d
 function postgresDriver(backend: string, observer?: SqlObserver): Driver {
   const target = parsePostgresUrl(backend);
   const client = new PostgresClient(target, postgresDialect, undefined, undefined, observer);
-  return openErrors(new SqlDriver(client, postgresDialect), `PostgreSQL at ${target.host}:${target.port}`, target);
+  return openErrors(new SqlDriver(client, postgresDialect), `PostgreSQL at ${postgresLocation(target)}`, target);
 }
 
 function mysqlDriver(backend: string, tidb: boolean, observer?: SqlObserver): Driver {
   const target = parseMysqlUrl(backend, tidb);
-  const where = `${tidb ? 'TiDB' : 'MySQL'} at ${target.host}:${target.port}`;
+  const where = `${tidb ? 'TiDB' : 'MySQL'} at ${mysqlLocation(target)}`;
   const dialect = tidb ? tidbDialect : mysqlDialect;
   const client = new MysqlClient(target, dialect, undefined, undefined, observer);
   const driver = new SqlDriver(client, dialect);
@@ -211,6 +249,10 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
   switch (code) {
     case 'ECONNREFUSED':
       return `cannot connect to ${where}: connection refused (is the server running?)`;
+    case 'ENOENT': // a Unix socket that is not there
+      return `cannot connect to ${where}: no such socket (is the server running, and is this where it puts its socket?)`;
+    case 'EACCES':
+      return `cannot connect to ${where}: permission denied (may this user open the socket?)`;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return `cannot connect to ${where}: the host name does not resolve`;
@@ -219,6 +261,8 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
     case 'ER_ACCESS_DENIED_ERROR':
     case '28P01': // PostgreSQL: invalid_password
     case '28000': // PostgreSQL: invalid_authorization_specification (no such role, pg_hba refuses)
+      // pg_hba.conf's `cert` method: the password is not what is wrong, the server's own words say what is
+      if (/certificate/i.test(message)) return `${where} refused user "${target?.user}": ${message} (give one with sslcert and sslkey, its CN the user name)`;
       return `${where} refused user "${target?.user}": access denied (check the user and password)`;
     case 'ER_BAD_DB_ERROR':
     case '3D000': // PostgreSQL: invalid_catalog_name

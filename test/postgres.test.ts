@@ -3,7 +3,9 @@
 //   range, prefix, count, history read and log tail is an index scan;
 // (LISTEN/NOTIFY is tested with the other shared backends in multi-instance.test.ts);
 // - clear start-up errors: a missing database, nothing listening, a bad URL;
-// - TLS (sslmode, sslrootcert) and a password with URL characters, on a private server.
+// - on a private server: TLS (sslmode, sslrootcert) and a password with URL characters, a client
+//   certificate (sslcert, sslkey) where pg_hba.conf asks for one, and a Unix socket named as libpq
+//   names it.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -129,14 +131,71 @@ describe('PostgreSQL: start-up errors', { skip }, () => {
   });
 });
 
-describe('PostgreSQL over TLS with a password (a private server)', { skip: (skip || !postgresInstalled()) && 'postgres is not under test or not installed' }, () => {
+describe('PostgreSQL on a private server: TLS, a password, a client certificate, a Unix socket', { skip: (skip || !postgresInstalled()) && 'postgres is not under test or not installed' }, () => {
   const PASSWORD = 'p@ss:w/rd#1';
   let ca: TestCa;
   let other: TestCa;
   let server: PrivatePostgres;
   before(async () => {
     [ca, other] = [makeTestCa(), makeTestCa()];
-    server = await startPrivatePostgres({ password: PASSWORD, tls: { cert: ca.serverCert, key: ca.serverKey } });
+    server = await startPrivatePostgres({ password: PASSWORD, tls: { cert: ca.serverCert, key: ca.serverKey, clientCa: ca.ca }, certUsers: ['certuser'] });
+  });
+
+  /** Puts and reads a key through a server started on `backend`, and returns how its connections reach the database. */
+  async function serves(backend: string, database: string): Promise<{ socket: number; tcp: number }> {
+    const s = await spawnAdapter(['--backend', backend]);
+    try {
+      const c = new EtcdGrpcClient(s.endpoint);
+      await c.put({ key: b('k'), value: b(backend) });
+      assert.equal((await c.range({ key: b('k') })).kvs[0].value.toString(), backend);
+      c.close();
+      const admin = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres', application_name: 'test' });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query(
+          "SELECT count(*) FILTER (WHERE client_addr IS NULL)::int AS socket, count(*) FILTER (WHERE client_addr IS NOT NULL)::int AS tcp FROM pg_stat_activity WHERE datname = $1 AND application_name = 'etcd-adapter'",
+          [database],
+        );
+        return rows[0];
+      } finally {
+        await admin.end();
+      }
+    } finally {
+      await s.stop();
+    }
+  }
+
+  it('a Unix socket, named as libpq names it (?host=/dir, or the directory percent-encoded as the host): every connection goes through it; a socket that is not there is one clear sentence', async () => {
+    const name = (await server.createDatabase()).split('/').pop()!;
+    const dir = server.socketDir;
+    for (const url of [`postgres://postgres@localhost:${server.port}/${name}?host=${encodeURIComponent(dir)}`, `postgresql://postgres@${encodeURIComponent(dir)}:${server.port}/${name}`]) {
+      const via = await serves(url, name);
+      assert.ok(via.socket > 0 && via.tcp === 0, `${url}: ${JSON.stringify(via)}`);
+    }
+    const missing = start(`postgres://postgres@${encodeURIComponent(dir)}:${server.port + 1}/${name}`);
+    assert.equal(missing.status, 1);
+    assert.ok(missing.stderr.includes(`cannot connect to PostgreSQL at ${dir}/.s.PGSQL.${server.port + 1}: no such socket`), missing.stderr);
+    const nowhere = start(`postgres://postgres@/${name}`);
+    assert.equal(nowhere.status, 2);
+    assert.match(nowhere.stderr, /no host \(name one, or a Unix socket as \?host=\/var\/run\/postgresql\)/);
+  });
+
+  it('a client certificate (sslcert, sslkey) signs in where pg_hba.conf asks for one; without one, or with only half of one, one clear sentence', async () => {
+    const name = (await server.createDatabase('certuser')).split('/').pop()!;
+    const base = `postgres://certuser@127.0.0.1:${server.port}/${name}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca.ca)}`;
+    const mine = ca.client('certuser');
+    const via = await serves(`${base}&sslcert=${encodeURIComponent(mine.cert)}&sslkey=${encodeURIComponent(mine.key)}`, name);
+    assert.ok(via.tcp > 0 && via.socket === 0, JSON.stringify(via));
+    const without = start(base);
+    assert.equal(without.status, 1);
+    assert.match(without.stderr, new RegExp(`PostgreSQL at 127\\.0\\.0\\.1:${server.port} refused user "certuser": .*certificate.* \\(give one with sslcert and sslkey, its CN the user name\\)`));
+    const someoneElse = ca.client('postgres');
+    const wrongName = start(`${base}&sslcert=${encodeURIComponent(someoneElse.cert)}&sslkey=${encodeURIComponent(someoneElse.key)}`);
+    assert.equal(wrongName.status, 1);
+    assert.match(wrongName.stderr, /refused user "certuser": .*certificate/);
+    const half = start(`${base}&sslcert=${encodeURIComponent(mine.cert)}`);
+    assert.equal(half.status, 2);
+    assert.match(half.stderr, /a client certificate needs both sslcert and sslkey/);
   });
   after(async () => {
     await server?.destroy();

@@ -70,6 +70,8 @@ export class MysqlClient implements SqlClient {
     this.pool = mysql.createPool({
       host: target.host,
       port: target.port,
+      // a Unix socket (?socket=/run/mysqld/mysqld.sock), in place of host and port
+      socketPath: target.params.socket,
       user: target.user,
       password: target.password,
       database: target.database,

@@ -17,7 +17,7 @@ import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { COMMIT_CHANNEL, ENDS_IF_IDLE } from './pg-dialect';
 
-/** Its params: sslmode, sslrootcert, connect_timeout, application_name. */
+/** Its params: sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name; a host that is an absolute path is a Unix socket directory. */
 export type PostgresTarget = DatabaseTarget;
 
 /** The advisory lock of schema migrations (any number: it only has to be the same for every instance). */
@@ -73,10 +73,13 @@ export function inlined(st: Statement): string {
 function sslOptions(params: Record<string, string>): pg.ClientConfig['ssl'] {
   const mode = params.sslmode ?? 'disable';
   if (mode === 'disable' || mode === 'allow' || mode === 'prefer') return undefined;
-  const ca = params.sslrootcert ? fs.readFileSync(params.sslrootcert, 'utf8') : undefined;
-  if (mode === 'require') return { rejectUnauthorized: false };
-  if (mode === 'verify-ca') return { ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
-  return { ca, rejectUnauthorized: true }; // verify-full
+  const read = (file?: string) => (file ? fs.readFileSync(file, 'utf8') : undefined);
+  const ca = read(params.sslrootcert);
+  // a client certificate (sslcert, sslkey), for servers whose pg_hba.conf asks for one (`cert`, clientcert=verify-full)
+  const client = { cert: read(params.sslcert), key: read(params.sslkey) };
+  if (mode === 'require') return { ...client, rejectUnauthorized: false };
+  if (mode === 'verify-ca') return { ...client, ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+  return { ...client, ca, rejectUnauthorized: true }; // verify-full
 }
 
 export function connectionConfig(target: PostgresTarget): pg.ClientConfig {

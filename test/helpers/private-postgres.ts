@@ -15,7 +15,10 @@ export interface PrivatePostgres {
   port: number;
   /** postgres://postgres@127.0.0.1:port (append /database). */
   url: string;
-  createDatabase(): Promise<string>;
+  /** A new database (owned by `owner`, default postgres); its URL as postgres. */
+  createDatabase(owner?: string): Promise<string>;
+  /** The directory of its Unix socket (the socket is .s.PGSQL.<port> in it). */
+  socketDir: string;
   /** Immediate shutdown (SIGQUIT to the postmaster): every backend dies at once, no checkpoint; recovery at the next start. */
   crash(): Promise<void>;
   /** Start again on the same data directory and port. */
@@ -30,8 +33,10 @@ export function postgresInstalled(): boolean {
 export interface PrivatePostgresOptions {
   /** The postgres user's password (scram-sha-256 for TCP connections); none: trust. */
   password?: string;
-  /** TLS on, with this server certificate and key. */
-  tls?: { cert: string; key: string };
+  /** TLS on, with this server certificate and key; `clientCa`: client certificates are checked against it. */
+  tls?: { cert: string; key: string; clientCa?: string };
+  /** Roles (created, LOGIN) that sign in over TLS with a client certificate whose CN is their name (`cert` in pg_hba.conf). */
+  certUsers?: string[];
 }
 
 /** Whether a server (or a pooler in front of one) on the port answers a query as `postgres`. */
@@ -80,6 +85,16 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
       own(path.join(dir, name));
     }
     tlsArgs.push('-c', 'ssl=on', '-c', `ssl_cert_file=${path.join(dir, 'server.crt')}`, '-c', `ssl_key_file=${path.join(dir, 'server.key')}`);
+    if (opts.tls.clientCa) {
+      fs.copyFileSync(opts.tls.clientCa, path.join(dir, 'client-ca.crt'));
+      own(path.join(dir, 'client-ca.crt'));
+      tlsArgs.push('-c', `ssl_ca_file=${path.join(dir, 'client-ca.crt')}`);
+    }
+  }
+  if (opts.certUsers?.length) {
+    // ahead of initdb's lines: the first line that matches decides
+    const hba = path.join(data, 'pg_hba.conf');
+    fs.writeFileSync(hba, opts.certUsers.map((u) => `hostssl all ${u} 127.0.0.1/32 cert\n`).join('') + fs.readFileSync(hba, 'utf8'));
   }
   const port = await freePort();
   let child: ChildProcess | null = null;
@@ -107,16 +122,24 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
   };
 
   await start();
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ host: dir, port, user: 'postgres', database: 'postgres' });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  for (const u of opts.certUsers ?? []) await admin(`CREATE ROLE ${u} LOGIN`);
   const url = `postgres://postgres${opts.password ? `:${encodeURIComponent(opts.password)}` : ''}@127.0.0.1:${port}`;
   return {
     port,
     url,
-    async createDatabase() {
+    socketDir: dir,
+    async createDatabase(owner = 'postgres') {
       const name = `etcd_fault_${Math.random().toString(16).slice(2, 10)}`;
-      const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: opts.password, database: 'postgres' });
-      await c.connect();
-      await c.query(`CREATE DATABASE ${name}`);
-      await c.end();
+      await admin(`CREATE DATABASE ${name} OWNER ${owner}`);
       return `${url}/${name}`;
     },
     crash,
