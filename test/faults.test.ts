@@ -1,8 +1,9 @@
 // Faults: an instance frozen inside a write transaction (it must not stop the
 // others' writes: the database ends its idle transaction),
 // the adapter killed with SIGKILL during writes (SQLite and MariaDB),
-// and MariaDB itself killed during writes and watches (a private server
-// started by this test, never the machine's shared one). Acknowledged writes
+// MariaDB and PostgreSQL themselves killed during writes and watches, and
+// turned read-only as in a failover (private servers started by this test,
+// never the machine's shared ones). Acknowledged writes
 // are never lost, revisions keep going up, watchers elsewhere never notice,
 // and while the database is away requests answer UNAVAILABLE (HTTP 503) and
 // watches stay open, then resume without losing an event.
@@ -197,6 +198,53 @@ describe('faults', () => {
         await downAndBack(s, w);
       } finally {
         await db.start();
+      }
+    });
+  });
+
+  it('PostgreSQL turned read-only under writes (a standby, or a primary stepping down behind a proxy): UNAVAILABLE saying so, the connections replaced, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled()) && 'postgres is not under test or not installed' }, async () => {
+    await outage(startPrivatePostgres, 'r/', async (db, _s, c) => {
+      const readOnly = async (on: boolean) => {
+        await db.query(on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only');
+        await db.query('SELECT pg_reload_conf()');
+      };
+      const [{ now: flipped }] = await db.query('SELECT clock_timestamp() AS now');
+      await readOnly(true);
+      try {
+        const refused = await waitFor('a write to be refused', async () => c.put({ key: b('r/during'), value: b('x') }).then(() => undefined, (e) => e as { code: number; details: string }), 30000);
+        assert.equal(refused.code, 14, refused.details);
+        assert.equal(refused.details, 'etcdserver: storage unavailable: the database is read-only (a standby, or a primary stepping down)');
+        // a pooled connection that met a read-only database is dropped: through a proxy, the next one reaches the new primary
+        await waitFor('a connection to the database replaced', async () => {
+          const [{ n }] = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'etcd-adapter' AND backend_start > $1", [flipped]);
+          return Number(n) > 0 ? true : undefined;
+        }, 30000);
+      } finally {
+        await readOnly(false);
+      }
+    });
+  });
+
+  it('MariaDB turned read-only under writes (a replica, or a demoted primary as after a failover): UNAVAILABLE saying so, the connections replaced, full recovery, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed' }, async () => {
+    // read_only stops users without server-wide privileges, as the adapter's user should be
+    const startDb = async () => {
+      const db = await startPrivateMariadb({ grants: true });
+      const create = db.createDatabase;
+      return Object.assign(db, { createDatabase: async () => (await create()).replace('mysql://root@', 'mysql://app@') });
+    };
+    await outage(startDb, 'm/', async (db, _s, c) => {
+      const [{ id: before }] = await db.query("SELECT COALESCE(MAX(ID), 0) AS id FROM information_schema.PROCESSLIST WHERE USER = 'app'");
+      await db.query('SET GLOBAL read_only = 1');
+      try {
+        const refused = await waitFor('a write to be refused', async () => c.put({ key: b('m/during'), value: b('x') }).then(() => undefined, (e) => e as { code: number; details: string }), 30000);
+        assert.equal(refused.code, 14, refused.details);
+        assert.equal(refused.details, 'etcdserver: storage unavailable: the database is read-only (a standby, or a primary stepping down)');
+        await waitFor('a connection to the database replaced', async () => {
+          const [{ n }] = await db.query(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'app' AND ID > ${Number(before)}`);
+          return Number(n) > 0 ? true : undefined;
+        }, 30000);
+      } finally {
+        await db.query('SET GLOBAL read_only = 0');
       }
     });
   });

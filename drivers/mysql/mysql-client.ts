@@ -6,7 +6,7 @@
 // go with COMMIT in one multi-statement round trip when they fit a packet.
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
 import mysql from 'mysql2/promise';
-import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
+import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
 
 export interface MysqlTarget extends DatabaseTarget {
@@ -28,10 +28,21 @@ const RETRYABLE = new Set([
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'PROTOCOL_CONNECTION_LOST', 'PROTOCOL_SEQUENCE_TIMEOUT', 'ER_SERVER_SHUTDOWN', 'ER_CON_COUNT_ERROR', 'POOL_CLOSED']);
 const UNAVAILABLE_ERRNOS = new Set([1053, 1040, 2002, 2003, 2006, 2013, 1927, 1184]);
 
+/**
+ * A read-only server: --read-only (1290, whose text names the option), a read-only transaction
+ * (1792), read-only mode (1836). A replica, or a primary being demoted (Aurora's old writer after
+ * a failover): unavailable, so that the connection is dropped and the next one, through the
+ * failover address, reaches the new primary.
+ */
+function readOnly(e: { errno?: number; message?: string }): boolean {
+  return e.errno === 1792 || e.errno === 1836 || (e.errno === 1290 && /read[- ]only/i.test(e.message ?? ''));
+}
+
 export function classify(err: unknown): unknown {
-  const e = err as { code?: string; errno?: number; fatal?: boolean };
+  const e = err as { code?: string; errno?: number; fatal?: boolean; message?: string };
   if (e && typeof e === 'object') {
     if (e.errno !== undefined && RETRYABLE.has(e.errno)) return new RetryableError(String(e.code ?? e.errno));
+    if (readOnly(e)) return new StorageUnavailableError(new Error(READ_ONLY));
     if ((e.code && UNAVAILABLE_CODES.has(e.code)) || (e.errno !== undefined && UNAVAILABLE_ERRNOS.has(e.errno)) || e.fatal) {
       return new StorageUnavailableError(err);
     }
@@ -211,7 +222,11 @@ export class MysqlClient implements SqlClient {
       return outcome.value;
     } catch (err) {
       if (err instanceof StorageTimeoutError) broken = true; // destroyed: the database rolls it back
-      else if (open) {
+      else if (err instanceof StorageUnavailableError) {
+        // lost, or read-only (a demoted primary): the next transaction takes a fresh connection
+        broken = true;
+        conn.destroy();
+      } else if (open) {
         await conn.query('ROLLBACK').catch(() => {
           broken = true;
           conn.destroy();

@@ -13,7 +13,7 @@
 // net for a notification lost while that connection was down.
 import * as fs from 'node:fs';
 import pg from 'pg';
-import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
+import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { COMMIT_CHANNEL, ENDS_IF_IDLE } from './pg-dialect';
 
@@ -31,6 +31,9 @@ export function classify(err: unknown): unknown {
   const e = err as { code?: string; message?: string };
   if (e && typeof e === 'object') {
     if (e.code && RETRYABLE.has(e.code)) return new RetryableError(e.code);
+    // read_only_sql_transaction: a hot standby, or a primary being demoted. Unavailable, so that the
+    // connection is dropped: through a proxy or a failover address the next one reaches the new primary.
+    if (e.code === '25006') return new StorageUnavailableError(new Error(READ_ONLY));
     if ((e.code && (UNAVAILABLE_CODES.has(e.code) || e.code.startsWith('08'))) || (!e.code && e.message && LOST.test(e.message))) return new StorageUnavailableError(err);
   }
   return err;

@@ -18,6 +18,8 @@ export interface PrivateMariadb {
   url: string;
   /** A new empty database on it; returns its backend URL. */
   createDatabase(): Promise<string>;
+  /** Runs a statement as root; its rows. */
+  query(sql: string): Promise<Record<string, unknown>[]>;
   /** SIGKILL, as a crash. */
   kill(): Promise<void>;
   /** Start again on the same data directory and port (after kill or stop). */
@@ -44,7 +46,15 @@ async function alive(port: number): Promise<boolean> {
   }
 }
 
-export async function startPrivateMariadb(): Promise<PrivateMariadb> {
+export interface PrivateMariadbOptions {
+  /**
+   * Privileges enforced (no --skip-grant-tables), with a user `app` (no password) that may do
+   * anything to the etcd_ databases and nothing server-wide: what read_only stops.
+   */
+  grants?: boolean;
+}
+
+export async function startPrivateMariadb(opts: PrivateMariadbOptions = {}): Promise<PrivateMariadb> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-adapter-mariadb-'));
   const data = path.join(dir, 'data');
   await run('mariadb-install-db', ['--no-defaults', `--datadir=${data}`, '--user=root', '--skip-test-db', '--auth-root-authentication-method=normal']);
@@ -64,7 +74,7 @@ export async function startPrivateMariadb(): Promise<PrivateMariadb> {
         '--bind-address=127.0.0.1',
         `--socket=${path.join(dir, 'sock')}`,
         `--pid-file=${path.join(dir, 'pid')}`,
-        '--skip-grant-tables',
+        ...(opts.grants ? [] : ['--skip-grant-tables']),
         '--skip-log-bin',
         '--innodb-buffer-pool-size=32M',
         '--innodb-log-file-size=16M',
@@ -89,6 +99,12 @@ export async function startPrivateMariadb(): Promise<PrivateMariadb> {
   };
 
   await start();
+  if (opts.grants) {
+    const c = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root' });
+    await c.query("CREATE USER app@'%'");
+    await c.query("GRANT ALL PRIVILEGES ON `etcd\\_%`.* TO app@'%'");
+    await c.end();
+  }
   const url = `mysql://root@127.0.0.1:${port}`;
   return {
     port,
@@ -99,6 +115,14 @@ export async function startPrivateMariadb(): Promise<PrivateMariadb> {
       await c.query(`CREATE DATABASE ${name}`);
       await c.end();
       return `${url}/${name}`;
+    },
+    async query(sql: string) {
+      const c = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root' });
+      try {
+        return (await c.query(sql))[0] as Record<string, unknown>[];
+      } finally {
+        await c.end();
+      }
     },
     kill,
     start,

@@ -17,6 +17,8 @@ export interface PrivatePostgres {
   url: string;
   /** A new database (owned by `owner`, default postgres); its URL as postgres. */
   createDatabase(owner?: string): Promise<string>;
+  /** Runs a statement as postgres on its maintenance database; its rows. */
+  query(sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
   /** The directory of its Unix socket (the socket is .s.PGSQL.<port> in it). */
   socketDir: string;
   /** Immediate shutdown (SIGQUIT to the postmaster): every backend dies at once, no checkpoint; recovery at the next start. */
@@ -122,11 +124,11 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
   };
 
   await start();
-  const admin = async (sql: string) => {
+  const admin = async (sql: string, params?: unknown[]) => {
     const c = new pg.Client({ host: dir, port, user: 'postgres', database: 'postgres' });
     await c.connect();
     try {
-      await c.query(sql);
+      return (await c.query(sql, params)).rows as Record<string, unknown>[];
     } finally {
       await c.end();
     }
@@ -137,6 +139,7 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
     port,
     url,
     socketDir: dir,
+    query: admin,
     async createDatabase(owner = 'postgres') {
       const name = `etcd_fault_${Math.random().toString(16).slice(2, 10)}`;
       await admin(`CREATE DATABASE ${name} OWNER ${owner}`);
