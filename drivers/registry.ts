@@ -9,7 +9,8 @@
 //   postgres://user:pass@host:5432/db       PostgreSQL (postgresql:// is the same; ?sslmode=, ?sslrootcert=,
 //                                           ?sslcert= and ?sslkey= for a client certificate; a Unix socket
 //                                           as libpq takes it: ?host=/var/run/postgresql, or that
-//                                           directory percent-encoded as the host)
+//                                           directory percent-encoded as the host; several hosts as
+//                                           h1:5432,h2:5432 with ?target_session_attrs=read-write)
 //   (none)                                  SQLite at <data-dir>/state.db
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +20,7 @@ import { MysqlClient, type MysqlTarget } from './mysql/mysql-client';
 import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
 import { PostgresClient, type PostgresTarget } from './postgres/pg-client';
 import { postgresDialect } from './postgres/pg-dialect';
+import { endpointName, SESSION_ATTRS } from './postgres/pg-hosts';
 import { privateDataDir, privateSqliteFiles } from './sqlite/file-modes';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
@@ -141,8 +143,24 @@ export function mysqlLocation(target: MysqlTarget): string {
 }
 
 export function parsePostgresUrl(backend: string): PostgresTarget {
+  // several hosts, as libpq takes them: user@h1:5432,h2:5432/db; parsed as one, each checked as one
+  const m = /^([a-z0-9+]+:\/\/(?:[^@/?#]*@)?)([^/?#]*,[^/?#]*)(.*)$/i.exec(backend);
+  const hosts = m ? m[2].split(',') : null;
   // libpq's ways to name a Unix socket directory: ?host=/dir, or the directory percent-encoded as the host
-  const target = parseDatabaseUrl(backend, 'postgres://user:password@host:port/database', 5432, 'postgres', { param: 'host', example: '?host=/var/run/postgresql' });
+  const parse = (url: string) => parseDatabaseUrl(url, 'postgres://user:password@host:port/database', 5432, 'postgres', { param: 'host', example: '?host=/var/run/postgresql' });
+  const target: PostgresTarget = parse(m ? m[1] + hosts![0] + m[3] : backend);
+  if (hosts) {
+    if (target.params.host) throw new BackendUrlError(`bad backend URL "${redact(backend)}": several hosts, and ?host= too: name them in one place`);
+    target.endpoints = hosts.map((h) => {
+      if (!h) throw new BackendUrlError(`bad backend URL "${redact(backend)}": an empty host in the list (write host1:port1,host2:port2)`);
+      const t = parse(m![1] + h + m![3]);
+      return { host: t.host, port: t.port };
+    });
+  }
+  const attrs = target.params.target_session_attrs;
+  if (attrs !== undefined && !(SESSION_ATTRS as readonly string[]).includes(attrs)) {
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": target_session_attrs must be any, read-write or primary`);
+  }
   const mode = target.params.sslmode;
   if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, require, verify-ca or verify-full`);
@@ -157,9 +175,9 @@ export function parsePostgresUrl(backend: string): PostgresTarget {
   return target;
 }
 
-/** Where a PostgreSQL target is, in messages: its socket file or host:port. */
+/** Where a PostgreSQL target is, in messages: its socket file or host:port (each of several, with commas). */
 export function postgresLocation(target: PostgresTarget): string {
-  return target.host.startsWith('/') ? path.join(target.host, `.s.PGSQL.${target.port}`) : `${target.host}:${target.port}`;
+  return (target.endpoints ?? [target]).map(endpointName).join(',');
 }
 
 /**

@@ -225,6 +225,29 @@ describe('faults', () => {
     });
   });
 
+  it('PostgreSQL failover, two hosts in the URL (a synchronous standby promoted, the primary crashed): writes go on through the new primary, no acknowledged write or watch event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled()) && 'postgres is not under test or not installed', timeout: 180_000 }, async () => {
+    const pair = async () => {
+      const primary = await startPrivatePostgres();
+      cleanup.push(() => primary.destroy());
+      const name = (await primary.createDatabase()).split('/').pop()!;
+      const standby = await startPrivatePostgres({ standbyOf: primary });
+      cleanup.push(() => standby.destroy());
+      // synchronous: a commit is acknowledged once the standby has it, so a failover loses none
+      await primary.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
+      await primary.query('SELECT pg_reload_conf()');
+      await waitFor('the standby to replicate synchronously', async () => ((await primary.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).length > 0 ? true : undefined), 30000);
+      // the standby first: connections must pass over it while it is one, and go to it once promoted
+      const url = `postgres://postgres@127.0.0.1:${standby.port},127.0.0.1:${primary.port}/${name}?target_session_attrs=read-write`;
+      return { primary, standby, createDatabase: async () => url, destroy: async () => undefined };
+    };
+    await outage(pair, 'v/', async (db) => {
+      const [{ n: before }] = await db.standby.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', ['etcd-adapter']);
+      assert.equal(before, 0, 'nothing of ours on the standby while it is one');
+      await db.primary.crash();
+      await db.standby.query('SELECT pg_promote()');
+    });
+  });
+
   it('MariaDB turned read-only under writes (a replica, or a demoted primary as after a failover): UNAVAILABLE saying so, the connections replaced, full recovery, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed' }, async () => {
     // read_only stops users without server-wide privileges, as the adapter's user should be
     const startDb = async () => {

@@ -16,9 +16,16 @@ import pg from 'pg';
 import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { COMMIT_CHANNEL, ENDS_IF_IDLE } from './pg-dialect';
+import { HostChooser, routedClient, type Endpoint, type SessionAttrs } from './pg-hosts';
 
-/** Its params: sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name; a host that is an absolute path is a Unix socket directory. */
-export type PostgresTarget = DatabaseTarget;
+/**
+ * Its params: sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name,
+ * target_session_attrs; a host that is an absolute path is a Unix socket directory.
+ * `endpoints`: every host of a multi-host URL, in order (host and port are the first's).
+ */
+export interface PostgresTarget extends DatabaseTarget {
+  endpoints?: Endpoint[];
+}
 
 /** The advisory lock of schema migrations (any number: it only has to be the same for every instance). */
 const SCHEMA_LOCK_KEY = 0x65746364;
@@ -105,6 +112,9 @@ export class PostgresClient implements SqlClient {
   private readonly health: SqlMonitor;
   private listener: pg.Client | null = null;
   private closed = false;
+  /** Several hosts, or a session kind asked for: which host connections go to. */
+  private readonly chooser: HostChooser | null;
+  private readonly Client: typeof pg.Client;
 
   constructor(
     readonly target: PostgresTarget,
@@ -114,7 +124,11 @@ export class PostgresClient implements SqlClient {
     observer?: SqlObserver,
   ) {
     this.health = new SqlMonitor(observer);
-    this.pool = new pg.Pool({ ...connectionConfig(target), max: poolSize, idleTimeoutMillis: 60_000 });
+    const endpoints = target.endpoints ?? [{ host: target.host, port: target.port }];
+    const attrs = (target.params.target_session_attrs ?? 'any') as SessionAttrs;
+    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, connectionConfig(target)) : null;
+    this.Client = this.chooser ? routedClient(this.chooser) : pg.Client;
+    this.pool = new pg.Pool({ ...connectionConfig(target), max: poolSize, idleTimeoutMillis: 60_000, Client: this.Client });
     // an idle pooled connection that breaks (the server restarted) is dropped by the pool; nothing to do here
     this.pool.on('error', () => undefined);
   }
@@ -159,7 +173,7 @@ export class PostgresClient implements SqlClient {
         return conn;
       },
       (err) => {
-        throw classify(err);
+        throw this.classified(err);
       },
     );
     try {
@@ -182,11 +196,18 @@ export class PostgresClient implements SqlClient {
       return (Array.isArray(result) ? result[result.length - 1] : result).rows as Row[];
     };
     const work = run().catch((err) => {
-      throw classify(err);
+      throw this.classified(err);
     });
     work.catch(() => undefined); // a late failure, after the deadline answered, is nobody's
     if (deadline !== null && deadline <= performance.now()) throw new StorageTimeoutError('a database statement');
     return byDeadline(work, deadline, 'a database statement');
+  }
+
+  /** classify(), and a host that failed or takes no writes now is looked for again (several hosts). */
+  private classified(err: unknown): unknown {
+    const c = classify(err);
+    if (c instanceof StorageUnavailableError) this.chooser?.forget();
+    return c;
   }
 
   private executor(conn: pg.PoolClient, deadline: number | null): SqlExecutor {
@@ -297,7 +318,7 @@ export class PostgresClient implements SqlClient {
     let delay = 100;
     const connect = async () => {
       if (this.closed) return;
-      const client = new pg.Client(connectionConfig(this.target));
+      const client = new this.Client(connectionConfig(this.target));
       let retried = false;
       const retry = () => {
         if (retried) return;

@@ -39,6 +39,8 @@ export interface PrivatePostgresOptions {
   tls?: { cert: string; key: string; clientCa?: string };
   /** Roles (created, LOGIN) that sign in over TLS with a client certificate whose CN is their name (`cert` in pg_hba.conf). */
   certUsers?: string[];
+  /** A hot standby of this server (pg_basebackup, streaming replication) instead of a new cluster. */
+  standbyOf?: PrivatePostgres;
 }
 
 /** Whether a server (or a pooler in front of one) on the port answers a query as `postgres`. */
@@ -77,7 +79,13 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
     own(path.join(dir, 'pw'));
     auth.push(`--pwfile=${path.join(dir, 'pw')}`);
   }
-  execFileSync(path.join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', ...auth, '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore', cwd: dir });
+  if (opts.standbyOf) {
+    // -R: standby.signal and primary_conninfo (through the primary's socket), so it starts following
+    const from = opts.standbyOf;
+    execFileSync(path.join(BIN, 'pg_basebackup'), ['-h', from.socketDir, '-p', String(from.port), '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '--no-sync'], { ...ids, stdio: 'ignore', cwd: dir });
+  } else {
+    execFileSync(path.join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', ...auth, '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore', cwd: dir });
+  }
   const tlsArgs: string[] = [];
   if (opts.tls) {
     // PostgreSQL wants its key owned by it and private
