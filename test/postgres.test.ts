@@ -125,6 +125,13 @@ describe('PostgreSQL: start-up errors', { skip }, () => {
     const badMode = start('postgres://postgres@127.0.0.1:5432/db?sslmode=sometimes');
     assert.equal(badMode.status, 2);
     assert.match(badMode.stderr, /sslmode must be disable, require, verify-ca or verify-full/);
+    const port2 = await freePort();
+    const noneUp = start(`postgres://postgres@127.0.0.1:${port},127.0.0.1:${port2}/db?target_session_attrs=read-write`);
+    assert.equal(noneUp.status, 1);
+    assert.ok(noneUp.stderr.includes(`cannot connect to PostgreSQL at 127.0.0.1:${port},127.0.0.1:${port2}: connection refused`), noneUp.stderr);
+    const badAttrs = start('postgres://postgres@127.0.0.1:5432/db?target_session_attrs=standby');
+    assert.equal(badAttrs.status, 2);
+    assert.match(badAttrs.stderr, /target_session_attrs must be any, read-write or primary/);
     const noDb = start('postgres://postgres@127.0.0.1:5432');
     assert.equal(noDb.status, 2);
     assert.match(noDb.stderr, /name the database after the host/);

@@ -61,7 +61,9 @@ export class HostChooser {
     let unfit = false;
     let lastError: unknown = null;
     for (const e of this.endpoints) {
-      const probe = new pg.Client({ ...this.config, host: e.host, port: e.port });
+      // bounded like a connection: a host that accepts and then never answers is passed over
+      const limit = this.config.connectionTimeoutMillis;
+      const probe = new pg.Client({ ...this.config, host: e.host, port: e.port, query_timeout: limit, application_name: `${this.config.application_name ?? 'etcd-adapter'} (probe)` });
       probe.on('error', () => undefined);
       try {
         await probe.connect();
@@ -75,7 +77,8 @@ export class HostChooser {
         lastError = err;
         refusals.push(`${endpointName(e)}: ${(err as Error).message || (err as { code?: string }).code}`);
       } finally {
-        await probe.end().catch(() => undefined);
+        // not waited for: a host that stopped answering would hold the search up
+        probe.end().catch(() => undefined);
       }
     }
     // none answered: the last one's own error, which says what is wrong as with one host
