@@ -144,7 +144,8 @@ export function mysqlLocation(target: MysqlTarget): string {
 
 export function parsePostgresUrl(backend: string): PostgresTarget {
   // several hosts, as libpq takes them: user@h1:5432,h2:5432/db; parsed as one, each checked as one
-  const m = /^([a-z0-9+]+:\/\/(?:[^@/?#]*@)?)([^/?#]*,[^/?#]*)(.*)$/i.exec(backend);
+  // (a raw comma in a password is not a host list: the list holds no "@" and ends the authority)
+  const m = /^([a-z0-9+]+:\/\/(?:[^@/?#]*@)?)([^@/?#]*,[^@/?#]*)((?:[/?#].*)?)$/i.exec(backend);
   const hosts = m ? m[2].split(',') : null;
   // libpq's ways to name a Unix socket directory: ?host=/dir, or the directory percent-encoded as the host
   const parse = (url: string) => parseDatabaseUrl(url, 'postgres://user:password@host:port/database', 5432, 'postgres', { param: 'host', example: '?host=/var/run/postgresql' });

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { PostgresClient, numbered } from '../drivers/postgres/pg-client';
 import { postgresDialect } from '../drivers/postgres/pg-dialect';
-import { parsePostgresUrl } from '../drivers/registry';
+import { parsePostgresUrl, postgresLocation } from '../drivers/registry';
 import { SqlDriver } from '../drivers/sql/sql-driver';
 import type { Row, SqlExecutor } from '../drivers/sql/sql-client';
 import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './helpers/backends';
@@ -111,6 +111,19 @@ describe('PostgreSQL: plans on 100,000 keys', { skip }, () => {
 
 /** Starts the command on a backend and returns how it ended (for backends it cannot use: at once). */
 const start = (backend: string) => spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
+
+describe('PostgreSQL URLs as libpq writes them', () => {
+  it('a socket directory (?host= or percent-encoded), several hosts, a comma in a password that is not a host list', () => {
+    const where = (url: string) => postgresLocation(parsePostgresUrl(url));
+    assert.equal(where('postgres://u@localhost:5433/db?host=/run/pg'), '/run/pg/.s.PGSQL.5433');
+    assert.equal(where('postgres://%2Frun%2Fpg/db'), '/run/pg/.s.PGSQL.5432');
+    assert.equal(where('postgres://u:p@h1:1,h2,%2Frun%2Fpg:3/db?target_session_attrs=read-write'), 'h1:1,h2:5432,/run/pg/.s.PGSQL.3');
+    const comma = parsePostgresUrl('postgres://u:pa,ss@h1/db');
+    assert.deepEqual([comma.password, comma.endpoints, where('postgres://u:pa,ss@h1/db')], ['pa,ss', undefined, 'h1:5432']);
+    assert.throws(() => parsePostgresUrl('postgres://h1,,h2/db'), /an empty host in the list/);
+    assert.throws(() => parsePostgresUrl('postgres://h1,h2/db?host=/run/pg'), /several hosts, and \?host= too/);
+  });
+});
 
 describe('PostgreSQL: start-up errors', { skip }, () => {
   it('a missing database, nothing listening, a bad URL: one clear sentence each, and the documented exit status', async () => {
