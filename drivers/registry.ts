@@ -4,7 +4,8 @@
 //   memory                                  in this process only
 //   sqlite:///abs/path/state.db             SQLite file (sqlite://relative/path works too)
 //   mysql://user:pass@host:3306/db          MySQL or MariaDB (mariadb:// is the same;
-//                                           ?socket=/run/mysqld/mysqld.sock for a Unix socket)
+//                                           ?socket=/run/mysqld/mysqld.sock for a Unix socket; TLS with
+//                                           ?ssl-mode=VERIFY_IDENTITY&ssl-ca=..., ssl-cert, ssl-key)
 //   tidb://user:pass@host:4000/db           TiDB
 //   postgres://user:pass@host:5432/db       PostgreSQL (postgresql:// is the same; ?sslmode=, ?sslrootcert=,
 //                                           ?sslcert= and ?sslkey= for a client certificate; a Unix socket
@@ -16,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Driver } from '../src/mvcc/driver';
 import { MemoryDriver } from './memory/memory-driver';
-import { MysqlClient, type MysqlTarget } from './mysql/mysql-client';
+import { MysqlClient, SSL_MODES, type MysqlTarget } from './mysql/mysql-client';
 import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
 import { PostgresClient, type PostgresTarget } from './postgres/pg-client';
 import { postgresDialect } from './postgres/pg-dialect';
@@ -134,6 +135,11 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   const target = parseDatabaseUrl(backend, shape, tidb ? 4000 : 3306, 'root', { param: 'socket', example: '?socket=/run/mysqld/mysqld.sock' });
   const socket = target.params.socket;
   if (socket !== undefined && !socket.startsWith('/')) throw new BackendUrlError(`bad backend URL "${redact(backend)}": socket must be an absolute path, as ?socket=/run/mysqld/mysqld.sock`);
+  const mode = target.params['ssl-mode'];
+  if (mode !== undefined && !(SSL_MODES as readonly string[]).includes(mode.toUpperCase())) {
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY`);
+  }
+  checkTlsFiles(backend, target.params, [['ssl-ca', 'ssl-cert', 'ssl-key'], 'ssl-cert', 'ssl-key']);
   return { ...target, tidb };
 }
 
@@ -166,14 +172,18 @@ export function parsePostgresUrl(backend: string): PostgresTarget {
   if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, require, verify-ca or verify-full`);
   }
-  if (Boolean(target.params.sslcert) !== Boolean(target.params.sslkey)) {
-    throw new BackendUrlError(`bad backend URL "${redact(backend)}": a client certificate needs both sslcert and sslkey`);
-  }
-  for (const [param, what] of [['sslrootcert', 'CA'], ['sslcert', 'client certificate'], ['sslkey', 'client key']]) {
-    const file = target.params[param];
-    if (file && !fs.existsSync(file)) throw new BackendError(`cannot read the ${what} file ${file} (${param})`);
-  }
+  checkTlsFiles(backend, target.params, [['sslrootcert', 'sslcert', 'sslkey'], 'sslcert', 'sslkey']);
   return target;
+}
+
+/** The CA, client certificate and client key named in a URL (`names`: their parameters, then the certificate's and the key's again): both or neither of the pair, each readable. */
+function checkTlsFiles(backend: string, params: Record<string, string>, [names, cert, key]: [string[], string, string]): void {
+  if (Boolean(params[cert]) !== Boolean(params[key])) throw new BackendUrlError(`bad backend URL "${redact(backend)}": a client certificate needs both ${cert} and ${key}`);
+  const what = ['CA', 'client certificate', 'client key'];
+  names.forEach((param, i) => {
+    const file = params[param];
+    if (file && !fs.existsSync(file)) throw new BackendError(`cannot read the ${what[i]} file ${file} (${param})`);
+  });
 }
 
 /** Where a PostgreSQL target is, in messages: its socket file or host:port (each of several, with commas). */

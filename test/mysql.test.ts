@@ -1,6 +1,7 @@
 // MySQL/MariaDB as a backend, beyond the suites every backend runs: a Unix
 // socket (?socket=/path), the way to reach a server that listens on no TCP port
-// or lets root in only through its socket.
+// or lets root in only through its socket; TLS as managed MySQL and TiDB Cloud
+// ask for it (ssl-mode, ssl-ca, a client certificate), on a private MariaDB.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -9,6 +10,8 @@ import mysql from 'mysql2/promise';
 import { backendsUnderTest, createMysqlDatabase, MYSQL_URL, type FreshBackend } from './helpers/backends';
 import { BIN, spawnAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { makeTestCa, type TestCa } from './helpers/certs';
+import { mariadbInstalled, startPrivateMariadb, type PrivateMariadb } from './helpers/mariadb';
 
 const skip = !backendsUnderTest().includes('mysql') && 'mysql is not under test';
 
@@ -58,5 +61,67 @@ describe('MySQL: a Unix socket', { skip }, () => {
     const relative = start(`mysql://root@localhost/${name}?socket=mysqld.sock`);
     assert.equal(relative.status, 2);
     assert.match(relative.stderr, /socket must be an absolute path/);
+  });
+});
+
+describe('MySQL over TLS (a private MariaDB)', { skip: (skip || !mariadbInstalled()) && 'mysql is not under test or mariadbd is not installed' }, () => {
+  let ca: TestCa;
+  let other: TestCa;
+  let server: PrivateMariadb;
+  let name: string;
+  before(async () => {
+    [ca, other] = [makeTestCa(), makeTestCa()];
+    server = await startPrivateMariadb({ grants: true, tls: { cert: ca.serverCert, key: ca.serverKey, ca: ca.ca } });
+    name = (await server.createDatabase()).split('/').pop()!;
+    // the adapter's users may only come in over TLS; certuser only with a certificate from the CA
+    await server.query("ALTER USER app@'%' REQUIRE SSL");
+    await server.query("CREATE USER certuser@'%' REQUIRE X509");
+    await server.query("GRANT ALL PRIVILEGES ON `etcd\\_%`.* TO certuser@'%'");
+  });
+  after(async () => {
+    await server?.destroy();
+    ca?.remove();
+    other?.remove();
+  });
+
+  async function serves(backend: string): Promise<void> {
+    const s = await spawnAdapter(['--backend', backend]);
+    try {
+      const c = new EtcdGrpcClient(s.endpoint);
+      await c.put({ key: b('k'), value: b(backend) });
+      assert.equal((await c.range({ key: b('k') })).kvs[0].value.toString(), backend);
+      c.close();
+    } finally {
+      await s.stop();
+    }
+  }
+
+  it('ssl-mode VERIFY_IDENTITY and VERIFY_CA with ssl-ca, and REQUIRED, serve a user that must use TLS; plain text, an unknown CA and a bad ssl-mode are one clear sentence each', async () => {
+    const base = `mysql://app@localhost:${server.port}/${name}`;
+    const caParam = `ssl-ca=${encodeURIComponent(ca.ca)}`;
+    await serves(`${base}?ssl-mode=VERIFY_IDENTITY&${caParam}`);
+    await serves(`${base.replace('localhost', '127.0.0.1')}?ssl-mode=verify_ca&${caParam}`);
+    await serves(`${base}?ssl-mode=REQUIRED`);
+    const plain = start(base);
+    assert.equal(plain.status, 1);
+    assert.match(plain.stderr, new RegExp(`MySQL at localhost:${server.port} refused user "app"`));
+    const untrusted = start(`${base}?ssl-mode=VERIFY_CA&ssl-ca=${encodeURIComponent(other.ca)}`);
+    assert.equal(untrusted.status, 1);
+    assert.match(untrusted.stderr, new RegExp(`cannot use MySQL at localhost:${server.port}: .*certificate`));
+    const badMode = start(`${base}?ssl-mode=PREFERRED`);
+    assert.equal(badMode.status, 2);
+    assert.match(badMode.stderr, /ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY/);
+  });
+
+  it('a client certificate (ssl-cert, ssl-key) signs in a user created REQUIRE X509; without one, or with only half of one, one clear sentence', async () => {
+    const mine = ca.client('certuser');
+    const base = `mysql://certuser@127.0.0.1:${server.port}/${name}?ssl-mode=VERIFY_CA&ssl-ca=${encodeURIComponent(ca.ca)}`;
+    await serves(`${base}&ssl-cert=${encodeURIComponent(mine.cert)}&ssl-key=${encodeURIComponent(mine.key)}`);
+    const without = start(base);
+    assert.equal(without.status, 1);
+    assert.match(without.stderr, /refused user "certuser"/);
+    const half = start(`${base}&ssl-key=${encodeURIComponent(mine.key)}`);
+    assert.equal(half.status, 2);
+    assert.match(half.stderr, /a client certificate needs both ssl-cert and ssl-key/);
   });
 });

@@ -5,6 +5,7 @@
 // on TiDB pessimistic ones, so that FOR UPDATE locks). The final statements
 // go with COMMIT in one multi-statement round trip when they fit a packet.
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
+import * as fs from 'node:fs';
 import mysql from 'mysql2/promise';
 import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
@@ -65,6 +66,23 @@ export interface TransactionStarts {
   startSnapshot: string;
 }
 
+/** ssl-mode values, as the mysql client's --ssl-mode names them (PREFERRED, which falls back to plain text, is not offered). */
+export const SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
+
+/**
+ * TLS from the URL: ssl-mode (REQUIRED: encrypted, the server not checked; VERIFY_CA: its
+ * certificate chain checked against ssl-ca, or the system's CAs; VERIFY_IDENTITY: and its name),
+ * ssl-cert and ssl-key for a client certificate (a user created with REQUIRE X509). `ssl=true`
+ * is VERIFY_CA.
+ */
+function sslOptions(params: Record<string, string>): mysql.PoolOptions['ssl'] {
+  const mode = params['ssl-mode']?.toUpperCase() ?? (params.ssl === 'true' ? 'VERIFY_CA' : 'DISABLED');
+  if (mode === 'DISABLED') return undefined;
+  const read = (file?: string) => (file ? fs.readFileSync(file, 'utf8') : undefined);
+  const files = { ca: read(params['ssl-ca']), cert: read(params['ssl-cert']), key: read(params['ssl-key']) };
+  return { ...files, rejectUnauthorized: mode !== 'REQUIRED', verifyIdentity: mode === 'VERIFY_IDENTITY' };
+}
+
 export class MysqlClient implements SqlClient {
   readonly pool: mysql.Pool;
   private readonly health: SqlMonitor;
@@ -93,7 +111,7 @@ export class MysqlClient implements SqlClient {
       bigNumberStrings: false,
       enableKeepAlive: true,
       connectTimeout: Number(target.params.connectTimeout ?? 5000),
-      ssl: target.params.ssl === 'true' ? {} : undefined,
+      ssl: sslOptions(target.params),
       charset: 'utf8mb4',
       // no stack capture per query (an Error per call): errors are classified, not traced
       trace: false,

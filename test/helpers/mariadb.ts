@@ -52,6 +52,8 @@ export interface PrivateMariadbOptions {
    * anything to the etcd_ databases and nothing server-wide: what read_only stops.
    */
   grants?: boolean;
+  /** TLS on, with this server certificate and key, and client certificates checked against `ca`. */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 export async function startPrivateMariadb(opts: PrivateMariadbOptions = {}): Promise<PrivateMariadb> {
@@ -75,6 +77,7 @@ export async function startPrivateMariadb(opts: PrivateMariadbOptions = {}): Pro
         `--socket=${path.join(dir, 'sock')}`,
         `--pid-file=${path.join(dir, 'pid')}`,
         ...(opts.grants ? [] : ['--skip-grant-tables']),
+        ...(opts.tls ? [`--ssl-cert=${opts.tls.cert}`, `--ssl-key=${opts.tls.key}`, `--ssl-ca=${opts.tls.ca}`] : []),
         '--skip-log-bin',
         '--innodb-buffer-pool-size=32M',
         '--innodb-log-file-size=16M',
