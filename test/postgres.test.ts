@@ -158,7 +158,13 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
   let server: PrivatePostgres;
   before(async () => {
     [ca, other] = [makeTestCa(), makeTestCa()];
-    server = await startPrivatePostgres({ password: PASSWORD, tls: { cert: ca.serverCert, key: ca.serverKey, clientCa: ca.ca }, certUsers: ['certuser'] });
+    server = await startPrivatePostgres({
+      password: PASSWORD,
+      tls: { cert: ca.serverCert, key: ca.serverKey, clientCa: ca.ca },
+      roles: ['certuser', 'tlsonly'],
+      // certuser: a client certificate whose CN is its name; tlsonly: any TLS connection, and no other
+      hba: ['hostssl all certuser 127.0.0.1/32 cert', 'hostssl all tlsonly 127.0.0.1/32 trust', 'hostnossl all tlsonly 127.0.0.1/32 reject'],
+    });
   });
 
   /** Puts and reads a key through a server started on `backend`, and returns how its connections reach the database. */
@@ -198,6 +204,18 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
     const nowhere = start(`postgres://postgres@/${name}`);
     assert.equal(nowhere.status, 2);
     assert.match(nowhere.stderr, /no host \(name one, or a Unix socket as \?host=\/var\/run\/postgresql\)/);
+  });
+
+  it('a server that takes only TLS from this user: without sslmode (or with prefer, which here means none) one sentence that says to ask for TLS; sslmode=require serves', async () => {
+    const name = (await server.createDatabase('tlsonly')).split('/').pop()!;
+    const base = `postgres://tlsonly@127.0.0.1:${server.port}/${name}`;
+    for (const url of [base, `${base}?sslmode=prefer`]) {
+      const plain = start(url);
+      assert.equal(plain.status, 1);
+      assert.ok(plain.stderr.includes(`PostgreSQL at 127.0.0.1:${server.port} refused user "tlsonly": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require)`), plain.stderr);
+    }
+    const via = await serves(`${base}?sslmode=require`, name);
+    assert.ok(via.tcp > 0, JSON.stringify(via));
   });
 
   it('a client certificate (sslcert, sslkey) signs in where pg_hba.conf asks for one; without one, or with only half of one, one clear sentence', async () => {

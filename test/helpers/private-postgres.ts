@@ -37,8 +37,10 @@ export interface PrivatePostgresOptions {
   password?: string;
   /** TLS on, with this server certificate and key; `clientCa`: client certificates are checked against it. */
   tls?: { cert: string; key: string; clientCa?: string };
-  /** Roles (created, LOGIN) that sign in over TLS with a client certificate whose CN is their name (`cert` in pg_hba.conf). */
-  certUsers?: string[];
+  /** Roles to create (LOGIN, no password). */
+  roles?: string[];
+  /** pg_hba.conf lines put ahead of initdb's (the first line that matches decides). */
+  hba?: string[];
   /** A hot standby of this server (pg_basebackup, streaming replication) instead of a new cluster. */
   standbyOf?: PrivatePostgres;
 }
@@ -101,10 +103,9 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
       tlsArgs.push('-c', `ssl_ca_file=${path.join(dir, 'client-ca.crt')}`);
     }
   }
-  if (opts.certUsers?.length) {
-    // ahead of initdb's lines: the first line that matches decides
+  if (opts.hba?.length) {
     const hba = path.join(data, 'pg_hba.conf');
-    fs.writeFileSync(hba, opts.certUsers.map((u) => `hostssl all ${u} 127.0.0.1/32 cert\n`).join('') + fs.readFileSync(hba, 'utf8'));
+    fs.writeFileSync(hba, opts.hba.map((line) => `${line}\n`).join('') + fs.readFileSync(hba, 'utf8'));
   }
   const port = await freePort();
   let child: ChildProcess | null = null;
@@ -141,7 +142,7 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
       await c.end();
     }
   };
-  for (const u of opts.certUsers ?? []) await admin(`CREATE ROLE ${u} LOGIN`);
+  for (const u of opts.roles ?? []) await admin(`CREATE ROLE ${u} LOGIN`);
   const url = `postgres://postgres${opts.password ? `:${encodeURIComponent(opts.password)}` : ''}@127.0.0.1:${port}`;
   return {
     port,
