@@ -346,7 +346,8 @@ export class PostgresClient implements SqlClient {
         delay = 100;
         // what committed while no one listened is found by the next poll, or at once here
         onCommit(0, '');
-      } catch {
+      } catch (err) {
+        this.classified(err); // several hosts: one that is down is looked for again
         retry();
       }
     };
