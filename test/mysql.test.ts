@@ -5,7 +5,9 @@
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as dns from 'node:dns';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import mysql from 'mysql2/promise';
 import { backendsUnderTest, createMysqlDatabase, MYSQL_URL, type FreshBackend } from './helpers/backends';
 import { BIN, spawnAdapter } from './helpers/spawn';
@@ -111,6 +113,17 @@ describe('MySQL over TLS (a private MariaDB)', { skip: (skip || !mariadbInstalle
     const badMode = start(`${base}?ssl-mode=PREFERRED`);
     assert.equal(badMode.status, 2);
     assert.match(badMode.stderr, /ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY/);
+  });
+
+  it('VERIFY_IDENTITY checks the name: the host name of this machine, not in the certificate, is refused; VERIFY_CA takes it', async (t) => {
+    const host = os.hostname();
+    const addresses = await dns.promises.lookup(host, { all: true }).catch(() => []);
+    if (!addresses.some((a) => a.address === '127.0.0.1') || host === 'localhost') return t.skip(`the host name ${host} does not lead to 127.0.0.1, where the server listens`);
+    const base = `mysql://app@${host}:${server.port}/${name}?ssl-ca=${encodeURIComponent(ca.ca)}`;
+    const wrongName = start(`${base}&ssl-mode=VERIFY_IDENTITY`);
+    assert.equal(wrongName.status, 1);
+    assert.match(wrongName.stderr, new RegExp(`cannot use MySQL at ${host}:${server.port}: .*${host}.* is not in the cert's altnames`));
+    await serves(`${base}&ssl-mode=VERIFY_CA`);
   });
 
   it('a client certificate (ssl-cert, ssl-key) signs in a user created REQUIRE X509; without one, or with only half of one, one clear sentence', async () => {
