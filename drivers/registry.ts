@@ -139,7 +139,7 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   if (mode !== undefined && !(SSL_MODES as readonly string[]).includes(mode.toUpperCase())) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY`);
   }
-  checkTlsFiles(backend, target.params, [['ssl-ca', 'ssl-cert', 'ssl-key'], 'ssl-cert', 'ssl-key']);
+  checkTlsFiles(backend, target.params, ['ssl-ca', 'ssl-cert', 'ssl-key']);
   return { ...target, tidb };
 }
 
@@ -172,12 +172,13 @@ export function parsePostgresUrl(backend: string): PostgresTarget {
   if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, require, verify-ca or verify-full`);
   }
-  checkTlsFiles(backend, target.params, [['sslrootcert', 'sslcert', 'sslkey'], 'sslcert', 'sslkey']);
+  checkTlsFiles(backend, target.params, ['sslrootcert', 'sslcert', 'sslkey']);
   return target;
 }
 
-/** The CA, client certificate and client key named in a URL (`names`: their parameters, then the certificate's and the key's again): both or neither of the pair, each readable. */
-function checkTlsFiles(backend: string, params: Record<string, string>, [names, cert, key]: [string[], string, string]): void {
+/** The CA, client certificate and client key a URL names, by their parameters' names: the certificate and key both or neither, each file there. */
+function checkTlsFiles(backend: string, params: Record<string, string>, names: [ca: string, cert: string, key: string]): void {
+  const [, cert, key] = names;
   if (Boolean(params[cert]) !== Boolean(params[key])) throw new BackendUrlError(`bad backend URL "${redact(backend)}": a client certificate needs both ${cert} and ${key}`);
   const what = ['CA', 'client certificate', 'client key'];
   names.forEach((param, i) => {

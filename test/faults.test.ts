@@ -9,8 +9,7 @@
 // watches stay open, then resume without losing an event.
 import { after, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { BIN, spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
+import { failedStart, spawnAdapter, type SpawnedAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch, httpWatch, type Collected } from './helpers/watch-client';
 import { backendsUnderTest, freshBackend, sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
@@ -238,7 +237,7 @@ describe('faults', () => {
       await primary.query('SELECT pg_reload_conf()');
       await waitFor('the standby to replicate synchronously', async () => ((await primary.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).length > 0 ? true : undefined), 30000);
       // the standby alone takes no writes: one clear sentence at start
-      const alone = spawnSync(process.execPath, [BIN, '--backend', `postgres://postgres@127.0.0.1:${standby.port}/${name}?target_session_attrs=read-write`, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000 });
+      const alone = failedStart(`postgres://postgres@127.0.0.1:${standby.port}/${name}?target_session_attrs=read-write`);
       assert.equal(alone.status, 1);
       assert.ok(alone.stderr.includes(`no host takes writes (target_session_attrs=read-write): 127.0.0.1:${standby.port} is read-only`), alone.stderr);
       // the standby first: connections must pass over it while it is one, and go to it once promoted

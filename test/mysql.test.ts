@@ -4,20 +4,16 @@
 // ask for it (ssl-mode, ssl-ca, a client certificate), on a private MariaDB.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as dns from 'node:dns';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import mysql from 'mysql2/promise';
 import { backendsUnderTest, createMysqlDatabase, MYSQL_URL, type FreshBackend } from './helpers/backends';
-import { BIN, spawnAdapter } from './helpers/spawn';
-import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { failedStart, servesOn } from './helpers/spawn';
 import { makeTestCa, type TestCa } from './helpers/certs';
 import { mariadbInstalled, startPrivateMariadb, type PrivateMariadb } from './helpers/mariadb';
 
 const skip = !backendsUnderTest().includes('mysql') && 'mysql is not under test';
-
-const start = (backend: string) => spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
 
 async function onServer<T>(fn: (c: mysql.Connection) => Promise<T>): Promise<T> {
   const u = new URL(MYSQL_URL);
@@ -45,22 +41,13 @@ describe('MySQL: a Unix socket', { skip }, () => {
     const name = db.url.split('/').pop()!;
     const u = new URL(db.url);
     const url = `mysql://${u.username || 'root'}${u.password ? `:${u.password}` : ''}@localhost/${name}?socket=${encodeURIComponent(socket)}`;
-    const s = await spawnAdapter(['--backend', url]);
-    try {
-      const c = new EtcdGrpcClient(s.endpoint);
-      await c.put({ key: b('k'), value: b('through the socket') });
-      assert.equal((await c.range({ key: b('k') })).kvs[0].value.toString(), 'through the socket');
-      c.close();
-      // a socket connection's host is "localhost"; a TCP one's is "address:port"
-      const hosts = await onServer(async (conn) => ((await conn.query('SELECT HOST AS h FROM information_schema.PROCESSLIST WHERE DB = ?', [name])) as unknown as [{ h: string }[]])[0].map((r) => r.h));
-      assert.ok(hosts.length > 0 && hosts.every((h) => h === 'localhost'), JSON.stringify(hosts));
-    } finally {
-      await s.stop();
-    }
-    const missing = start(`mysql://root@localhost/${name}?socket=${encodeURIComponent(`${socket}.not-here`)}`);
+    // a socket connection's host is "localhost"; a TCP one's is "address:port"
+    const hosts = (await servesOn(url, () => onServer(async (conn) => ((await conn.query('SELECT HOST AS h FROM information_schema.PROCESSLIST WHERE DB = ?', [name])) as unknown as [{ h: string }[]])[0].map((r) => r.h))))!;
+    assert.ok(hosts.length > 0 && hosts.every((h) => h === 'localhost'), JSON.stringify(hosts));
+    const missing = failedStart(`mysql://root@localhost/${name}?socket=${encodeURIComponent(`${socket}.not-here`)}`);
     assert.equal(missing.status, 1);
     assert.ok(missing.stderr.includes(`cannot connect to MySQL at ${socket}.not-here: no such socket`), missing.stderr);
-    const relative = start(`mysql://root@localhost/${name}?socket=mysqld.sock`);
+    const relative = failedStart(`mysql://root@localhost/${name}?socket=mysqld.sock`);
     assert.equal(relative.status, 2);
     assert.match(relative.stderr, /socket must be an absolute path/);
   });
@@ -86,31 +73,19 @@ describe('MySQL over TLS (a private MariaDB)', { skip: (skip || !mariadbInstalle
     other?.remove();
   });
 
-  async function serves(backend: string): Promise<void> {
-    const s = await spawnAdapter(['--backend', backend]);
-    try {
-      const c = new EtcdGrpcClient(s.endpoint);
-      await c.put({ key: b('k'), value: b(backend) });
-      assert.equal((await c.range({ key: b('k') })).kvs[0].value.toString(), backend);
-      c.close();
-    } finally {
-      await s.stop();
-    }
-  }
-
   it('ssl-mode VERIFY_IDENTITY and VERIFY_CA with ssl-ca, and REQUIRED, serve a user that must use TLS; plain text, an unknown CA and a bad ssl-mode are one clear sentence each', async () => {
     const base = `mysql://app@localhost:${server.port}/${name}`;
     const caParam = `ssl-ca=${encodeURIComponent(ca.ca)}`;
-    await serves(`${base}?ssl-mode=VERIFY_IDENTITY&${caParam}`);
-    await serves(`${base.replace('localhost', '127.0.0.1')}?ssl-mode=verify_ca&${caParam}`);
-    await serves(`${base}?ssl-mode=REQUIRED`);
-    const plain = start(base);
+    await servesOn(`${base}?ssl-mode=VERIFY_IDENTITY&${caParam}`);
+    await servesOn(`${base.replace('localhost', '127.0.0.1')}?ssl-mode=verify_ca&${caParam}`);
+    await servesOn(`${base}?ssl-mode=REQUIRED`);
+    const plain = failedStart(base);
     assert.equal(plain.status, 1);
     assert.match(plain.stderr, new RegExp(`MySQL at localhost:${server.port} refused user "app"`));
-    const untrusted = start(`${base}?ssl-mode=VERIFY_CA&ssl-ca=${encodeURIComponent(other.ca)}`);
+    const untrusted = failedStart(`${base}?ssl-mode=VERIFY_CA&ssl-ca=${encodeURIComponent(other.ca)}`);
     assert.equal(untrusted.status, 1);
     assert.match(untrusted.stderr, new RegExp(`cannot use MySQL at localhost:${server.port}: .*certificate`));
-    const badMode = start(`${base}?ssl-mode=PREFERRED`);
+    const badMode = failedStart(`${base}?ssl-mode=PREFERRED`);
     assert.equal(badMode.status, 2);
     assert.match(badMode.stderr, /ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY/);
   });
@@ -120,20 +95,20 @@ describe('MySQL over TLS (a private MariaDB)', { skip: (skip || !mariadbInstalle
     const addresses = await dns.promises.lookup(host, { all: true }).catch(() => []);
     if (!addresses.some((a) => a.address === '127.0.0.1') || host === 'localhost') return t.skip(`the host name ${host} does not lead to 127.0.0.1, where the server listens`);
     const base = `mysql://app@${host}:${server.port}/${name}?ssl-ca=${encodeURIComponent(ca.ca)}`;
-    const wrongName = start(`${base}&ssl-mode=VERIFY_IDENTITY`);
+    const wrongName = failedStart(`${base}&ssl-mode=VERIFY_IDENTITY`);
     assert.equal(wrongName.status, 1);
     assert.match(wrongName.stderr, new RegExp(`cannot use MySQL at ${host}:${server.port}: .*${host}.* is not in the cert's altnames`));
-    await serves(`${base}&ssl-mode=VERIFY_CA`);
+    await servesOn(`${base}&ssl-mode=VERIFY_CA`);
   });
 
   it('a client certificate (ssl-cert, ssl-key) signs in a user created REQUIRE X509; without one, or with only half of one, one clear sentence', async () => {
     const mine = ca.client('certuser');
     const base = `mysql://certuser@127.0.0.1:${server.port}/${name}?ssl-mode=VERIFY_CA&ssl-ca=${encodeURIComponent(ca.ca)}`;
-    await serves(`${base}&ssl-cert=${encodeURIComponent(mine.cert)}&ssl-key=${encodeURIComponent(mine.key)}`);
-    const without = start(base);
+    await servesOn(`${base}&ssl-cert=${encodeURIComponent(mine.cert)}&ssl-key=${encodeURIComponent(mine.key)}`);
+    const without = failedStart(base);
     assert.equal(without.status, 1);
     assert.match(without.stderr, /refused user "certuser"/);
-    const half = start(`${base}&ssl-key=${encodeURIComponent(mine.key)}`);
+    const half = failedStart(`${base}&ssl-key=${encodeURIComponent(mine.key)}`);
     assert.equal(half.status, 2);
     assert.match(half.stderr, /a client certificate needs both ssl-cert and ssl-key/);
   });

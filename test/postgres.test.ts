@@ -8,7 +8,6 @@
 //   names it.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { PostgresClient, numbered } from '../drivers/postgres/pg-client';
 import { postgresDialect } from '../drivers/postgres/pg-dialect';
@@ -17,8 +16,7 @@ import { SqlDriver } from '../drivers/sql/sql-driver';
 import type { Row, SqlExecutor } from '../drivers/sql/sql-client';
 import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './helpers/backends';
 import { freePort } from './helpers/ports';
-import { BIN, spawnAdapter } from './helpers/spawn';
-import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { failedStart, servesOn } from './helpers/spawn';
 import { makeTestCa, type TestCa } from './helpers/certs';
 import { postgresInstalled, startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
 
@@ -110,7 +108,6 @@ describe('PostgreSQL: plans on 100,000 keys', { skip }, () => {
 });
 
 /** Starts the command on a backend and returns how it ended (for backends it cannot use: at once). */
-const start = (backend: string) => spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
 
 describe('PostgreSQL URLs as libpq writes them', () => {
   it('a socket directory (?host= or percent-encoded), several hosts, a comma in a password that is not a host list', () => {
@@ -127,25 +124,25 @@ describe('PostgreSQL URLs as libpq writes them', () => {
 
 describe('PostgreSQL: start-up errors', { skip }, () => {
   it('a missing database, nothing listening, a bad URL: one clear sentence each, and the documented exit status', async () => {
-    const missing = start('postgres://postgres@127.0.0.1:5432/no_such_database_here');
+    const missing = failedStart('postgres://postgres@127.0.0.1:5432/no_such_database_here');
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /PostgreSQL at 127\.0\.0\.1:5432 has no database "no_such_database_here"/);
     const port = await freePort();
-    const down = start(`postgresql://postgres:secret@127.0.0.1:${port}/db`);
+    const down = failedStart(`postgresql://postgres:secret@127.0.0.1:${port}/db`);
     assert.equal(down.status, 1);
     assert.match(down.stderr, new RegExp(`cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${port}: connection refused`));
     assert.doesNotMatch(down.stderr, /secret/);
-    const badMode = start('postgres://postgres@127.0.0.1:5432/db?sslmode=sometimes');
+    const badMode = failedStart('postgres://postgres@127.0.0.1:5432/db?sslmode=sometimes');
     assert.equal(badMode.status, 2);
     assert.match(badMode.stderr, /sslmode must be disable, require, verify-ca or verify-full/);
     const port2 = await freePort();
-    const noneUp = start(`postgres://postgres@127.0.0.1:${port},127.0.0.1:${port2}/db?target_session_attrs=read-write`);
+    const noneUp = failedStart(`postgres://postgres@127.0.0.1:${port},127.0.0.1:${port2}/db?target_session_attrs=read-write`);
     assert.equal(noneUp.status, 1);
     assert.ok(noneUp.stderr.includes(`cannot connect to PostgreSQL at 127.0.0.1:${port},127.0.0.1:${port2}: connection refused`), noneUp.stderr);
-    const badAttrs = start('postgres://postgres@127.0.0.1:5432/db?target_session_attrs=standby');
+    const badAttrs = failedStart('postgres://postgres@127.0.0.1:5432/db?target_session_attrs=standby');
     assert.equal(badAttrs.status, 2);
     assert.match(badAttrs.stderr, /target_session_attrs must be any, read-write or primary/);
-    const noDb = start('postgres://postgres@127.0.0.1:5432');
+    const noDb = failedStart('postgres://postgres@127.0.0.1:5432');
     assert.equal(noDb.status, 2);
     assert.match(noDb.stderr, /name the database after the host/);
   });
@@ -169,26 +166,14 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
 
   /** Puts and reads a key through a server started on `backend`, and returns how its connections reach the database. */
   async function serves(backend: string, database: string): Promise<{ socket: number; tcp: number }> {
-    const s = await spawnAdapter(['--backend', backend]);
-    try {
-      const c = new EtcdGrpcClient(s.endpoint);
-      await c.put({ key: b('k'), value: b(backend) });
-      assert.equal((await c.range({ key: b('k') })).kvs[0].value.toString(), backend);
-      c.close();
-      const admin = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres', application_name: 'test' });
-      await admin.connect();
-      try {
-        const { rows } = await admin.query(
-          "SELECT count(*) FILTER (WHERE client_addr IS NULL)::int AS socket, count(*) FILTER (WHERE client_addr IS NOT NULL)::int AS tcp FROM pg_stat_activity WHERE datname = $1 AND application_name = 'etcd-adapter'",
-          [database],
-        );
-        return rows[0];
-      } finally {
-        await admin.end();
-      }
-    } finally {
-      await s.stop();
-    }
+    const via = await servesOn(backend, async () => {
+      const [row] = await server.query(
+        "SELECT count(*) FILTER (WHERE client_addr IS NULL)::int AS socket, count(*) FILTER (WHERE client_addr IS NOT NULL)::int AS tcp FROM pg_stat_activity WHERE datname = $1 AND application_name = 'etcd-adapter'",
+        [database],
+      );
+      return row as { socket: number; tcp: number };
+    });
+    return via!;
   }
 
   it('a Unix socket, named as libpq names it (?host=/dir, or the directory percent-encoded as the host): every connection goes through it; a socket that is not there is one clear sentence', async () => {
@@ -198,10 +183,10 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
       const via = await serves(url, name);
       assert.ok(via.socket > 0 && via.tcp === 0, `${url}: ${JSON.stringify(via)}`);
     }
-    const missing = start(`postgres://postgres@${encodeURIComponent(dir)}:${server.port + 1}/${name}`);
+    const missing = failedStart(`postgres://postgres@${encodeURIComponent(dir)}:${server.port + 1}/${name}`);
     assert.equal(missing.status, 1);
     assert.ok(missing.stderr.includes(`cannot connect to PostgreSQL at ${dir}/.s.PGSQL.${server.port + 1}: no such socket`), missing.stderr);
-    const nowhere = start(`postgres://postgres@/${name}`);
+    const nowhere = failedStart(`postgres://postgres@/${name}`);
     assert.equal(nowhere.status, 2);
     assert.match(nowhere.stderr, /no host \(name one, or a Unix socket as \?host=\/var\/run\/postgresql\)/);
   });
@@ -210,7 +195,7 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
     const name = (await server.createDatabase('tlsonly')).split('/').pop()!;
     const base = `postgres://tlsonly@127.0.0.1:${server.port}/${name}`;
     for (const url of [base, `${base}?sslmode=prefer`]) {
-      const plain = start(url);
+      const plain = failedStart(url);
       assert.equal(plain.status, 1);
       assert.ok(plain.stderr.includes(`PostgreSQL at 127.0.0.1:${server.port} refused user "tlsonly": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require)`), plain.stderr);
     }
@@ -224,14 +209,14 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
     const mine = ca.client('certuser');
     const via = await serves(`${base}&sslcert=${encodeURIComponent(mine.cert)}&sslkey=${encodeURIComponent(mine.key)}`, name);
     assert.ok(via.tcp > 0 && via.socket === 0, JSON.stringify(via));
-    const without = start(base);
+    const without = failedStart(base);
     assert.equal(without.status, 1);
     assert.match(without.stderr, new RegExp(`PostgreSQL at 127\\.0\\.0\\.1:${server.port} refused user "certuser": .*certificate.* \\(give one with sslcert and sslkey, its CN the user name\\)`));
     const someoneElse = ca.client('postgres');
-    const wrongName = start(`${base}&sslcert=${encodeURIComponent(someoneElse.cert)}&sslkey=${encodeURIComponent(someoneElse.key)}`);
+    const wrongName = failedStart(`${base}&sslcert=${encodeURIComponent(someoneElse.cert)}&sslkey=${encodeURIComponent(someoneElse.key)}`);
     assert.equal(wrongName.status, 1);
     assert.match(wrongName.stderr, /refused user "certuser": .*certificate/);
-    const half = start(`${base}&sslcert=${encodeURIComponent(mine.cert)}`);
+    const half = failedStart(`${base}&sslcert=${encodeURIComponent(mine.cert)}`);
     assert.equal(half.status, 2);
     assert.match(half.stderr, /a client certificate needs both sslcert and sslkey/);
   });
@@ -243,19 +228,11 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
 
   it('sslmode=verify-full with the CA serves; a wrong password or an unknown CA is one clear sentence, and the password is never printed', async () => {
     const url = await server.createDatabase(); // postgres://postgres:<encoded password>@127.0.0.1:port/db
-    const s = await spawnAdapter(['--backend', `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca.ca)}`]);
-    try {
-      const c = new EtcdGrpcClient(s.endpoint);
-      await c.put({ key: b('tls'), value: b('yes') });
-      assert.equal((await c.range({ key: b('tls') })).kvs[0].value.toString(), 'yes');
-      c.close();
-    } finally {
-      await s.stop();
-    }
-    const wrong = start(url.replace(encodeURIComponent(PASSWORD), 'not-it') + '?sslmode=require');
+    await servesOn(`${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca.ca)}`);
+    const wrong = failedStart(url.replace(encodeURIComponent(PASSWORD), 'not-it') + '?sslmode=require');
     assert.equal(wrong.status, 1);
     assert.match(wrong.stderr, new RegExp(`PostgreSQL at 127\\.0\\.0\\.1:${server.port} refused user "postgres": access denied \\(check the user and password\\)`));
-    const untrusted = start(`${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(other.ca)}`);
+    const untrusted = failedStart(`${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(other.ca)}`);
     assert.equal(untrusted.status, 1);
     assert.match(untrusted.stderr, /cannot use PostgreSQL at 127\.0\.0\.1:\d+: .*certificate/);
     for (const r of [wrong, untrusted]) assert.ok(!r.stderr.includes(PASSWORD) && !r.stderr.includes(encodeURIComponent(PASSWORD)), r.stderr);

@@ -124,11 +124,12 @@ export class PostgresClient implements SqlClient {
     observer?: SqlObserver,
   ) {
     this.health = new SqlMonitor(observer);
+    const config = connectionConfig(target);
     const endpoints = target.endpoints ?? [{ host: target.host, port: target.port }];
     const attrs = (target.params.target_session_attrs ?? 'any') as SessionAttrs;
-    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, connectionConfig(target)) : null;
+    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, config) : null;
     this.Client = this.chooser ? routedClient(this.chooser) : pg.Client;
-    this.pool = new pg.Pool({ ...connectionConfig(target), max: poolSize, idleTimeoutMillis: 60_000, Client: this.Client });
+    this.pool = new pg.Pool({ ...config, max: poolSize, idleTimeoutMillis: 60_000, Client: this.Client });
     // an idle pooled connection that breaks (the server restarted) is dropped by the pool; nothing to do here
     this.pool.on('error', () => undefined);
   }

@@ -37,7 +37,7 @@ export class HostChooser {
   private finding: Promise<Endpoint> | null = null;
 
   constructor(
-    readonly endpoints: Endpoint[],
+    private readonly endpoints: Endpoint[],
     private readonly attrs: SessionAttrs,
     /** The connection settings of a probe (user, password, TLS...), host and port aside. */
     private readonly config: pg.ClientConfig,
@@ -60,10 +60,10 @@ export class HostChooser {
     const refusals: string[] = [];
     let unfit = false;
     let lastError: unknown = null;
+    // bounded like a connection: a host that accepts and then never answers is passed over
+    const probeConfig = { ...this.config, query_timeout: this.config.connectionTimeoutMillis, application_name: `${this.config.application_name ?? 'etcd-adapter'} (probe)` };
     for (const e of this.endpoints) {
-      // bounded like a connection: a host that accepts and then never answers is passed over
-      const limit = this.config.connectionTimeoutMillis;
-      const probe = new pg.Client({ ...this.config, host: e.host, port: e.port, query_timeout: limit, application_name: `${this.config.application_name ?? 'etcd-adapter'} (probe)` });
+      const probe = new pg.Client({ ...probeConfig, host: e.host, port: e.port });
       probe.on('error', () => undefined);
       try {
         await probe.connect();

@@ -1,7 +1,9 @@
 // This server as a child process (bin/etcd-adapter), on a free port: for tests
 // and benchmarks that must not share an event loop with their clients.
-import { spawn, type ChildProcess } from 'node:child_process';
+import * as assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import * as path from 'node:path';
+import { b, EtcdGrpcClient } from './grpc-client';
 import { freePort, waitFor } from './ports';
 
 export interface SpawnedAdapter {
@@ -41,4 +43,26 @@ export async function spawnAdapter(args: string[], env: NodeJS.ProcessEnv = {}):
       return exited;
     },
   };
+}
+
+/** A start that must fail: the server on `backend`, waited for until it exits; its exit status and stderr. */
+export function failedStart(backend: string): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [BIN, '--backend', backend, '--listen-client-urls', 'http://127.0.0.1:0'], { encoding: 'utf8', timeout: 30000, env: { PATH: process.env.PATH } });
+}
+
+/** The server started on `backend` takes a put and reads it back; `whileUp` runs before it stops (its result is returned). */
+export async function servesOn<T>(backend: string, whileUp?: () => Promise<T>): Promise<T | undefined> {
+  const s = await spawnAdapter(['--backend', backend]);
+  try {
+    const c = new EtcdGrpcClient(s.endpoint);
+    try {
+      await c.put({ key: b('k'), value: b(backend) });
+      assert.equal((await c.range({ key: b('k') })).kvs[0].value.toString(), backend);
+    } finally {
+      c.close();
+    }
+    return await whileUp?.();
+  } finally {
+    await s.stop();
+  }
 }
