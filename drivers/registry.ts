@@ -170,7 +170,7 @@ export function parsePostgresUrl(backend: string): PostgresTarget {
   }
   const mode = target.params.sslmode;
   if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
-    throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, require, verify-ca or verify-full`);
+    throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, allow, prefer, require, verify-ca or verify-full`);
   }
   checkTlsFiles(backend, target.params, ['sslrootcert', 'sslcert', 'sslkey']);
   return target;
@@ -292,8 +292,8 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
     case '28P01': // PostgreSQL: invalid_password
     case '28000': // PostgreSQL: invalid_authorization_specification (no such role, pg_hba refuses)
       // pg_hba.conf takes this user over TLS only (hostssl; hostnossl ... reject): libpq's default, sslmode=prefer,
-      // would have used TLS; ours is disable
-      if (/no encryption/i.test(message)) return `${where} refused user "${target?.user}": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require)`;
+      // would have used TLS; ours is disable (no probe connection, no TLS cost, where the database is next door)
+      if (/no encryption/i.test(message)) return `${where} refused user "${target?.user}": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require or prefer)`;
       // pg_hba.conf's `cert` method: the password is not what is wrong, the server's own words say what is
       if (/certificate/i.test(message)) return `${where} refused user "${target?.user}": ${message} (give one with sslcert and sslkey, its CN the user name)`;
       return `${where} refused user "${target?.user}": access denied (check the user and password)`;

@@ -122,6 +122,29 @@ describe('PostgreSQL URLs as libpq writes them', () => {
   });
 });
 
+describe('PostgreSQL without TLS', { skip }, () => {
+  it('sslmode=prefer and allow serve from a server that offers no TLS (as libpq), with no TLS', async () => {
+    const db = await createPostgresDatabase();
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    try {
+      assert.equal((await admin.query('SHOW ssl')).rows[0].ssl, 'off', 'the shared server offers TLS: this test needs one that does not');
+      for (const mode of ['prefer', 'allow']) {
+        const via = await servesOn(`${db.url}?sslmode=${mode}`, async () => {
+          const { rows } = await admin.query(
+            "SELECT count(*) FILTER (WHERE s.ssl)::int AS tls, count(*)::int AS n FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() AND a.application_name = 'etcd-adapter'",
+          );
+          return rows[0] as { tls: number; n: number };
+        });
+        assert.ok(via!.n > 0 && via!.tls === 0, `${mode}: ${JSON.stringify(via)}`);
+      }
+    } finally {
+      await admin.end();
+      await db.drop();
+    }
+  });
+});
+
 describe('PostgreSQL: start-up errors', { skip }, () => {
   it('a missing database, nothing listening, a bad URL: one clear sentence each, and the documented exit status', async () => {
     const missing = failedStart('postgres://postgres@127.0.0.1:5432/no_such_database_here');
@@ -134,7 +157,7 @@ describe('PostgreSQL: start-up errors', { skip }, () => {
     assert.doesNotMatch(down.stderr, /secret/);
     const badMode = failedStart('postgres://postgres@127.0.0.1:5432/db?sslmode=sometimes');
     assert.equal(badMode.status, 2);
-    assert.match(badMode.stderr, /sslmode must be disable, require, verify-ca or verify-full/);
+    assert.match(badMode.stderr, /sslmode must be disable, allow, prefer, require, verify-ca or verify-full/);
     const port2 = await freePort();
     const noneUp = failedStart(`postgres://postgres@127.0.0.1:${port},127.0.0.1:${port2}/db?target_session_attrs=read-write`);
     assert.equal(noneUp.status, 1);
@@ -165,13 +188,15 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
   });
 
   /** Puts and reads a key through a server started on `backend`, and returns how its connections reach the database. */
-  async function serves(backend: string, database: string): Promise<{ socket: number; tcp: number }> {
+  async function serves(backend: string, database: string): Promise<{ socket: number; tcp: number; tls: number }> {
     const via = await servesOn(backend, async () => {
       const [row] = await server.query(
-        "SELECT count(*) FILTER (WHERE client_addr IS NULL)::int AS socket, count(*) FILTER (WHERE client_addr IS NOT NULL)::int AS tcp FROM pg_stat_activity WHERE datname = $1 AND application_name = 'etcd-adapter'",
+        `SELECT count(*) FILTER (WHERE a.client_addr IS NULL)::int AS socket, count(*) FILTER (WHERE a.client_addr IS NOT NULL)::int AS tcp,
+           count(*) FILTER (WHERE s.ssl)::int AS tls
+         FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.application_name = 'etcd-adapter'`,
         [database],
       );
-      return row as { socket: number; tcp: number };
+      return row as { socket: number; tcp: number; tls: number };
     });
     return via!;
   }
@@ -191,16 +216,27 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
     assert.match(nowhere.stderr, /no host \(name one, or a Unix socket as \?host=\/var\/run\/postgresql\)/);
   });
 
-  it('a server that takes only TLS from this user: without sslmode (or with prefer, which here means none) one sentence that says to ask for TLS; sslmode=require serves', async () => {
+  it('a server that takes only TLS from this user: without sslmode one sentence that says to ask for TLS; require, prefer and allow (as libpq: the server wants TLS) serve over TLS', async () => {
     const name = (await server.createDatabase('tlsonly')).split('/').pop()!;
     const base = `postgres://tlsonly@127.0.0.1:${server.port}/${name}`;
-    for (const url of [base, `${base}?sslmode=prefer`]) {
-      const plain = failedStart(url);
-      assert.equal(plain.status, 1);
-      assert.ok(plain.stderr.includes(`PostgreSQL at 127.0.0.1:${server.port} refused user "tlsonly": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require)`), plain.stderr);
+    const plain = failedStart(base);
+    assert.equal(plain.status, 1);
+    assert.ok(plain.stderr.includes(`PostgreSQL at 127.0.0.1:${server.port} refused user "tlsonly": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require or prefer)`), plain.stderr);
+    for (const mode of ['require', 'prefer', 'allow']) {
+      const via = await serves(`${base}?sslmode=${mode}`, name);
+      assert.ok(via.tcp > 0 && via.tls === via.tcp, `${mode}: ${JSON.stringify(via)}`);
     }
-    const via = await serves(`${base}?sslmode=require`, name);
-    assert.ok(via.tcp > 0, JSON.stringify(via));
+  });
+
+  it('sslmode=prefer takes TLS where the server offers it, allow only where the server asks for it, and neither over a Unix socket (as libpq)', async () => {
+    const url = await server.createDatabase();
+    const name = url.split('/').pop()!;
+    const prefer = await serves(`${url}?sslmode=prefer`, name);
+    assert.ok(prefer.tcp > 0 && prefer.tls === prefer.tcp, `prefer: ${JSON.stringify(prefer)}`);
+    const allow = await serves(`${url}?sslmode=allow`, name);
+    assert.ok(allow.tcp > 0 && allow.tls === 0, `allow: ${JSON.stringify(allow)}`);
+    const socket = await serves(`${url}?sslmode=prefer&host=${encodeURIComponent(server.socketDir)}`, name);
+    assert.ok(socket.socket > 0 && socket.tcp === 0 && socket.tls === 0, `socket: ${JSON.stringify(socket)}`);
   });
 
   it('a client certificate (sslcert, sslkey) signs in where pg_hba.conf asks for one; without one, or with only half of one, one clear sentence', async () => {

@@ -17,6 +17,7 @@ import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../s
 import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
 import { COMMIT_CHANNEL, ENDS_IF_IDLE } from './pg-dialect';
 import { HostChooser, routedClient, type Endpoint, type SessionAttrs } from './pg-hosts';
+import { TlsChoice } from './pg-tls';
 
 /**
  * Its params: sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name,
@@ -82,12 +83,13 @@ export function inlined(st: Statement): string {
 
 function sslOptions(params: Record<string, string>): pg.ClientConfig['ssl'] {
   const mode = params.sslmode ?? 'disable';
-  if (mode === 'disable' || mode === 'allow' || mode === 'prefer') return undefined;
+  if (mode === 'disable') return undefined;
   const read = (file?: string) => (file ? fs.readFileSync(file, 'utf8') : undefined);
   const ca = read(params.sslrootcert);
   // a client certificate (sslcert, sslkey), for servers whose pg_hba.conf asks for one (`cert`, clientcert=verify-full)
   const client = { cert: read(params.sslcert), key: read(params.sslkey) };
-  if (mode === 'require') return { ...client, rejectUnauthorized: false };
+  // prefer and allow: TLS where the server wants it (pg-tls.ts), with no check of its certificate, as libpq
+  if (mode === 'require' || mode === 'prefer' || mode === 'allow') return { ...client, rejectUnauthorized: false };
   if (mode === 'verify-ca') return { ...client, ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
   return { ...client, ca, rejectUnauthorized: true }; // verify-full
 }
@@ -114,6 +116,8 @@ export class PostgresClient implements SqlClient {
   private closed = false;
   /** Several hosts, or a session kind asked for: which host connections go to. */
   private readonly chooser: HostChooser | null;
+  /** sslmode=prefer or allow: which hosts get TLS. */
+  private readonly tls: TlsChoice | null;
   private readonly Client: typeof pg.Client;
 
   constructor(
@@ -127,8 +131,11 @@ export class PostgresClient implements SqlClient {
     const config = connectionConfig(target);
     const endpoints = target.endpoints ?? [{ host: target.host, port: target.port }];
     const attrs = (target.params.target_session_attrs ?? 'any') as SessionAttrs;
-    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, config) : null;
-    this.Client = this.chooser ? routedClient(this.chooser) : pg.Client;
+    const mode = target.params.sslmode;
+    // prefer, allow: each host's connections with TLS or not as it wants (pg-tls.ts)
+    this.tls = mode === 'prefer' || mode === 'allow' ? new TlsChoice(mode, config.ssl!, { ...config, ssl: undefined }) : null;
+    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, this.tls ? { ...config, ssl: undefined } : config, this.tls) : null;
+    this.Client = this.chooser || this.tls ? routedClient(this.chooser, this.tls) : pg.Client;
     this.pool = new pg.Pool({ ...config, max: poolSize, idleTimeoutMillis: 60_000, Client: this.Client });
     // an idle pooled connection that breaks (the server restarted) is dropped by the pool; nothing to do here
     this.pool.on('error', () => undefined);
@@ -207,7 +214,10 @@ export class PostgresClient implements SqlClient {
   /** classify(), and a host that failed or takes no writes now is looked for again (several hosts). */
   private classified(err: unknown): unknown {
     const c = classify(err);
-    if (c instanceof StorageUnavailableError) this.chooser?.forget();
+    if (c instanceof StorageUnavailableError) {
+      this.chooser?.forget();
+      this.tls?.forget();
+    }
     return c;
   }
 

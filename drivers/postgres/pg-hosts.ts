@@ -10,6 +10,7 @@
 // from the first host. node-postgres has no multi-host support: its clients are
 // pointed at the chosen host just before they connect.
 import pg from 'pg';
+import type { TlsChoice } from './pg-tls';
 
 export interface Endpoint {
   host: string;
@@ -41,6 +42,8 @@ export class HostChooser {
     private readonly attrs: SessionAttrs,
     /** The connection settings of a probe (user, password, TLS...), host and port aside. */
     private readonly config: pg.ClientConfig,
+    /** sslmode=prefer or allow: TLS or not, host by host. */
+    private readonly tls: TlsChoice | null = null,
   ) {}
 
   /** The host new connections go to (looked for when none is chosen). */
@@ -63,9 +66,11 @@ export class HostChooser {
     // bounded like a connection: a host that accepts and then never answers is passed over
     const probeConfig = { ...this.config, query_timeout: this.config.connectionTimeoutMillis, application_name: `${this.config.application_name ?? 'etcd-adapter'} (probe)` };
     for (const e of this.endpoints) {
-      const probe = new pg.Client({ ...probeConfig, host: e.host, port: e.port });
-      probe.on('error', () => undefined);
+      let probe: pg.Client | null = null;
       try {
+        const ssl = this.tls ? (await this.tls.useTls(e)) && this.tls.tls : probeConfig.ssl;
+        probe = new pg.Client({ ...probeConfig, host: e.host, port: e.port, ssl });
+        probe.on('error', () => undefined);
         await probe.connect();
         if (check && (await probe.query(check.sql)).rows[0].unfit) {
           unfit = true;
@@ -78,7 +83,7 @@ export class HostChooser {
         refusals.push(`${endpointName(e)}: ${(err as Error).message || (err as { code?: string }).code}`);
       } finally {
         // not waited for: a host that stopped answering would hold the search up
-        probe.end().catch(() => undefined);
+        probe?.end().catch(() => undefined);
       }
     }
     // none answered: the last one's own error, which says what is wrong as with one host
@@ -89,21 +94,28 @@ export class HostChooser {
 }
 
 /**
- * A node-postgres Client class whose connections go to the chooser's current host. pg-pool
+ * A node-postgres Client class whose connections go to the chooser's current host (several
+ * hosts), with TLS or not as `tls` decides for that host (sslmode=prefer, allow). pg-pool
  * connects its clients with a callback; the listener with a promise: both are served.
  */
-export function routedClient(chooser: HostChooser): typeof pg.Client {
+export function routedClient(chooser: HostChooser | null, tls: TlsChoice | null): typeof pg.Client {
   return class RoutedClient extends pg.Client {
     override connect(): Promise<pg.Client>;
     override connect(callback: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): void;
     override connect(callback?: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): Promise<pg.Client> | void {
-      const connected = chooser.current().then((e) => {
-        // read by the client when it opens its socket
-        const self = this as unknown as Endpoint;
-        self.host = e.host;
-        self.port = e.port;
+      // read by the client when it opens its socket
+      const self = this as unknown as Endpoint & { ssl: pg.ClientConfig['ssl']; connection: { ssl: pg.ClientConfig['ssl'] } };
+      const connected = (async () => {
+        const e = chooser ? await chooser.current() : { host: self.host, port: self.port };
+        [self.host, self.port] = [e.host, e.port];
+        if (tls) {
+          // node-postgres reads both when it connects: the client's to ask for TLS, its connection's to start it
+          const ssl = (await tls.useTls(e)) ? tls.tls : false;
+          self.ssl = ssl;
+          self.connection.ssl = ssl;
+        }
         return super.connect();
-      });
+      })();
       if (!callback) return connected;
       const done = callback as (err: Error | null, c?: pg.Client) => void;
       connected.then((c) => done(null, c), (err: Error) => done(err));

@@ -1,0 +1,75 @@
+// sslmode=prefer and sslmode=allow, as libpq has them. node-postgres knows
+// TLS on or off per connection; these modes depend on the server:
+// - prefer: TLS where the server offers it, else none (a server built or
+//   started without ssl answers the TLS request with 'N');
+// - allow: none, unless the server refuses this user without TLS
+//   (pg_hba.conf `hostssl`, or `hostnossl ... reject`).
+// Neither checks the server's certificate (libpq's neither does either):
+// they protect against eavesdropping, not against an impostor.
+//
+// Which one a host gets is learned once, by a probe connection, and kept
+// until a connection to it fails (forget()): a server restarted with other
+// settings is looked at again. A probe that fails for any other reason
+// decides nothing, and the real connection reports what is wrong.
+import pg from 'pg';
+import { endpointName, type Endpoint } from './pg-hosts';
+
+export type NegotiatedMode = 'prefer' | 'allow';
+
+/** What node-postgres says when the server answers the TLS request with 'N'. */
+const NO_TLS_HERE = 'The server does not support SSL connections';
+
+export class TlsChoice {
+  private readonly known = new Map<string, boolean>();
+
+  constructor(
+    private readonly mode: NegotiatedMode,
+    /** The settings of a TLS connection (client certificate, no server check). */
+    readonly tls: NonNullable<pg.ClientConfig['ssl']>,
+    /** A probe's connection settings, host, port and TLS aside. */
+    private readonly config: pg.ClientConfig,
+  ) {}
+
+  /** Whether connections to `e` use TLS. */
+  async useTls(e: Endpoint): Promise<boolean> {
+    // no TLS over a Unix socket (PostgreSQL offers none there, and libpq asks for none): no probe needed
+    if (e.host.startsWith('/')) return false;
+    const name = endpointName(e);
+    const known = this.known.get(name);
+    if (known !== undefined) return known;
+    const decided = await this.probe(e);
+    if (decided !== null) this.known.set(name, decided);
+    return decided ?? this.mode === 'prefer';
+  }
+
+  /** Look again at each host's next connection. */
+  forget(): void {
+    this.known.clear();
+  }
+
+  /** true: TLS; false: none; null: the probe could not tell. */
+  private async probe(e: Endpoint): Promise<boolean | null> {
+    const withTls = this.mode === 'prefer';
+    const probe = new pg.Client({
+      ...this.config,
+      host: e.host,
+      port: e.port,
+      ssl: withTls ? this.tls : false,
+      query_timeout: this.config.connectionTimeoutMillis,
+      application_name: `${this.config.application_name ?? 'etcd-adapter'} (probe)`,
+    });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      return withTls;
+    } catch (err) {
+      const { message = '', code } = err as { message?: string; code?: string };
+      if (withTls && message === NO_TLS_HERE) return false;
+      // pg_hba.conf turned this user away for (no) encryption: the other way is the one
+      if (code === '28000' && (withTls ? /SSL encryption/i : /no encryption/i).test(message)) return !withTls;
+      return null;
+    } finally {
+      probe.end().catch(() => undefined);
+    }
+  }
+}
