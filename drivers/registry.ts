@@ -259,7 +259,7 @@ function mysqlDriver(backend: string, tidb: boolean, observer?: SqlObserver): Dr
 }
 
 /** Turns a failure to open into a sentence about what is wrong. */
-function openErrors(driver: SqlDriver, where: string, target?: { user: string; database: string }): Driver {
+function openErrors(driver: SqlDriver, where: string, target?: { user: string; database: string; params?: Record<string, string> }): Driver {
   const open = driver.open.bind(driver);
   driver.open = async () => {
     try {
@@ -272,7 +272,7 @@ function openErrors(driver: SqlDriver, where: string, target?: { user: string; d
   return driver;
 }
 
-function describeOpenError(err: unknown, where: string, target?: { user: string; database: string }): string {
+function describeOpenError(err: unknown, where: string, target?: { user: string; database: string; params?: Record<string, string> }): string {
   const e = (err as { cause?: unknown }).cause ?? err;
   const code = (e as { code?: string }).code;
   const message = (e as Error).message ?? code ?? String(e);
@@ -291,9 +291,13 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
     case 'ER_ACCESS_DENIED_ERROR':
     case '28P01': // PostgreSQL: invalid_password
     case '28000': // PostgreSQL: invalid_authorization_specification (no such role, pg_hba refuses)
-      // pg_hba.conf takes this user over TLS only (hostssl; hostnossl ... reject): libpq's default, sslmode=prefer,
-      // would have used TLS; ours is disable (no probe connection, no TLS cost, where the database is next door)
-      if (/no encryption/i.test(message)) return `${where} refused user "${target?.user}": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require or prefer)`;
+      // pg_hba.conf takes this user over TLS only (hostssl; hostnossl ... reject): the URL said sslmode=disable,
+      // or the server offers no TLS (prefer and allow found none)
+      if (/no encryption/i.test(message)) {
+        return target?.params?.sslmode === 'disable'
+          ? `${where} refused user "${target.user}": it takes this user over TLS only (leave out sslmode=disable, or ask for ?sslmode=verify-full&sslrootcert=/path/ca.pem)`
+          : `${where} refused user "${target?.user}": it takes this user over TLS only, and offers no TLS (its ssl setting is off)`;
+      }
       // pg_hba.conf's `cert` method: the password is not what is wrong, the server's own words say what is
       if (/certificate/i.test(message)) return `${where} refused user "${target?.user}": ${message} (give one with sslcert and sslkey, its CN the user name)`;
       return `${where} refused user "${target?.user}": access denied (check the user and password)`;
@@ -304,6 +308,11 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
     case '42501': // PostgreSQL: insufficient_privilege
       return `${where}: user "${target?.user}" may not use database "${target?.database}"`;
     default:
+      // a TLS handshake that failed (no protocol version or cipher in common): OpenSSL's reason, not its whole trace
+      if (code === 'EPROTO' || code?.startsWith('ERR_SSL_')) {
+        const reason = /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1] ?? message;
+        return `cannot connect to ${where}: the TLS handshake failed (${reason})`;
+      }
       return `cannot use ${where}: ${message}`;
   }
 }

@@ -123,25 +123,50 @@ describe('PostgreSQL URLs as libpq writes them', () => {
 });
 
 describe('PostgreSQL without TLS', { skip }, () => {
-  it('sslmode=prefer and allow serve from a server that offers no TLS (as libpq), with no TLS', async () => {
+  it('no sslmode (prefer), prefer and allow serve from a server that offers no TLS (as libpq), with no TLS', async () => {
     const db = await createPostgresDatabase();
     const admin = new pg.Client({ connectionString: db.url });
     await admin.connect();
     try {
       assert.equal((await admin.query('SHOW ssl')).rows[0].ssl, 'off', 'the shared server offers TLS: this test needs one that does not');
-      for (const mode of ['prefer', 'allow']) {
-        const via = await servesOn(`${db.url}?sslmode=${mode}`, async () => {
+      for (const query of ['', '?sslmode=prefer', '?sslmode=allow']) {
+        const via = await servesOn(`${db.url}${query}`, async () => {
           const { rows } = await admin.query(
             "SELECT count(*) FILTER (WHERE s.ssl)::int AS tls, count(*)::int AS n FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() AND a.application_name = 'etcd-adapter'",
           );
           return rows[0] as { tls: number; n: number };
         });
-        assert.ok(via!.n > 0 && via!.tls === 0, `${mode}: ${JSON.stringify(via)}`);
+        assert.ok(via!.n > 0 && via!.tls === 0, `${query}: ${JSON.stringify(via)}`);
       }
     } finally {
       await admin.end();
       await db.drop();
     }
+  });
+});
+
+describe('PostgreSQL on a private server whose TLS this client cannot speak (TLS 1.1 at most)', { skip: (skip || !postgresInstalled()) && 'postgres is not under test or not installed' }, () => {
+  let ca: TestCa;
+  let server: PrivatePostgres;
+  before(async () => {
+    ca = makeTestCa();
+    server = await startPrivatePostgres({ tls: { cert: ca.serverCert, key: ca.serverKey }, settings: ['ssl_min_protocol_version=TLSv1', 'ssl_max_protocol_version=TLSv1.1'] });
+  });
+  after(async () => {
+    await server?.destroy();
+    ca?.remove();
+  });
+
+  it('no sslmode (prefer) goes without TLS after the handshake fails, as libpq; require is one clear sentence', async () => {
+    const url = await server.createDatabase();
+    const via = await servesOn(url, async () => {
+      const [row] = await server.query("SELECT count(*) FILTER (WHERE s.ssl)::int AS tls, count(*)::int AS n FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'etcd-adapter'");
+      return row as { tls: number; n: number };
+    });
+    assert.ok(via!.n > 0 && via!.tls === 0, JSON.stringify(via));
+    const required = failedStart(`${url}?sslmode=require`);
+    assert.equal(required.status, 1);
+    assert.ok(required.stderr.includes(`cannot connect to PostgreSQL at 127.0.0.1:${server.port}: the TLS handshake failed (tlsv1 alert protocol version)`), required.stderr);
   });
 });
 
@@ -181,9 +206,15 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
     server = await startPrivatePostgres({
       password: PASSWORD,
       tls: { cert: ca.serverCert, key: ca.serverKey, clientCa: ca.ca },
-      roles: ['certuser', 'tlsonly'],
-      // certuser: a client certificate whose CN is its name; tlsonly: any TLS connection, and no other
-      hba: ['hostssl all certuser 127.0.0.1/32 cert', 'hostssl all tlsonly 127.0.0.1/32 trust', 'hostnossl all tlsonly 127.0.0.1/32 reject'],
+      roles: ['certuser', 'tlsonly', 'plainonly'],
+      // certuser: a client certificate whose CN is its name; tlsonly: any TLS connection, and no other; plainonly: never TLS
+      hba: [
+        'hostssl all certuser 127.0.0.1/32 cert',
+        'hostssl all tlsonly 127.0.0.1/32 trust',
+        'hostnossl all tlsonly 127.0.0.1/32 reject',
+        'hostssl all plainonly 127.0.0.1/32 reject',
+        'hostnossl all plainonly 127.0.0.1/32 trust',
+      ],
     });
   });
 
@@ -216,25 +247,33 @@ describe('PostgreSQL on a private server: TLS, a password, a client certificate,
     assert.match(nowhere.stderr, /no host \(name one, or a Unix socket as \?host=\/var\/run\/postgresql\)/);
   });
 
-  it('a server that takes only TLS from this user: without sslmode one sentence that says to ask for TLS; require, prefer and allow (as libpq: the server wants TLS) serve over TLS', async () => {
+  it('a server that takes only TLS from this user: with sslmode=disable one sentence that says to ask for TLS; no sslmode (prefer, as libpq), require, prefer and allow serve over TLS', async () => {
     const name = (await server.createDatabase('tlsonly')).split('/').pop()!;
     const base = `postgres://tlsonly@127.0.0.1:${server.port}/${name}`;
-    const plain = failedStart(base);
+    const plain = failedStart(`${base}?sslmode=disable`);
     assert.equal(plain.status, 1);
-    assert.ok(plain.stderr.includes(`PostgreSQL at 127.0.0.1:${server.port} refused user "tlsonly": it takes this user over TLS only (add ?sslmode=verify-full&sslrootcert=/path/ca.pem, or ?sslmode=require or prefer)`), plain.stderr);
-    for (const mode of ['require', 'prefer', 'allow']) {
-      const via = await serves(`${base}?sslmode=${mode}`, name);
-      assert.ok(via.tcp > 0 && via.tls === via.tcp, `${mode}: ${JSON.stringify(via)}`);
+    assert.ok(plain.stderr.includes(`PostgreSQL at 127.0.0.1:${server.port} refused user "tlsonly": it takes this user over TLS only (leave out sslmode=disable, or ask for ?sslmode=verify-full&sslrootcert=/path/ca.pem)`), plain.stderr);
+    for (const query of ['', '?sslmode=require', '?sslmode=prefer', '?sslmode=allow']) {
+      const via = await serves(`${base}${query}`, name);
+      assert.ok(via.tcp > 0 && via.tls === via.tcp, `${query}: ${JSON.stringify(via)}`);
     }
   });
 
-  it('sslmode=prefer takes TLS where the server offers it, allow only where the server asks for it, and neither over a Unix socket (as libpq)', async () => {
+  it('sslmode=prefer (and no sslmode) takes TLS where the server offers it, allow only where the server asks for it, disable never, and none over a Unix socket (as libpq)', async () => {
     const url = await server.createDatabase();
     const name = url.split('/').pop()!;
-    const prefer = await serves(`${url}?sslmode=prefer`, name);
-    assert.ok(prefer.tcp > 0 && prefer.tls === prefer.tcp, `prefer: ${JSON.stringify(prefer)}`);
+    for (const query of ['', '?sslmode=prefer']) {
+      const prefer = await serves(`${url}${query}`, name);
+      assert.ok(prefer.tcp > 0 && prefer.tls === prefer.tcp, `${query}: ${JSON.stringify(prefer)}`);
+    }
+    const disable = await serves(`${url}?sslmode=disable`, name);
+    assert.ok(disable.tcp > 0 && disable.tls === 0, `disable: ${JSON.stringify(disable)}`);
     const allow = await serves(`${url}?sslmode=allow`, name);
     assert.ok(allow.tcp > 0 && allow.tls === 0, `allow: ${JSON.stringify(allow)}`);
+    // a user the server takes without TLS only: prefer goes without, as libpq
+    const plainonly = (await server.createDatabase('plainonly')).split('/').pop()!;
+    const without = await serves(`postgres://plainonly@127.0.0.1:${server.port}/${plainonly}`, plainonly);
+    assert.ok(without.tcp > 0 && without.tls === 0, `plainonly: ${JSON.stringify(without)}`);
     const socket = await serves(`${url}?sslmode=prefer&host=${encodeURIComponent(server.socketDir)}`, name);
     assert.ok(socket.socket > 0 && socket.tcp === 0 && socket.tls === 0, `socket: ${JSON.stringify(socket)}`);
   });

@@ -82,7 +82,8 @@ export function inlined(st: Statement): string {
 }
 
 function sslOptions(params: Record<string, string>): pg.ClientConfig['ssl'] {
-  const mode = params.sslmode ?? 'disable';
+  // libpq's default: TLS where the server offers it
+  const mode = params.sslmode ?? 'prefer';
   if (mode === 'disable') return undefined;
   const read = (file?: string) => (file ? fs.readFileSync(file, 'utf8') : undefined);
   const ca = read(params.sslrootcert);
@@ -131,7 +132,7 @@ export class PostgresClient implements SqlClient {
     const config = connectionConfig(target);
     const endpoints = target.endpoints ?? [{ host: target.host, port: target.port }];
     const attrs = (target.params.target_session_attrs ?? 'any') as SessionAttrs;
-    const mode = target.params.sslmode;
+    const mode = target.params.sslmode ?? 'prefer';
     // prefer, allow: each host's connections with TLS or not as it wants (pg-tls.ts)
     this.tls = mode === 'prefer' || mode === 'allow' ? new TlsChoice(mode, config.ssl!, { ...config, ssl: undefined }) : null;
     this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, this.tls ? { ...config, ssl: undefined } : config, this.tls) : null;

@@ -1,7 +1,10 @@
-// sslmode=prefer and sslmode=allow, as libpq has them. node-postgres knows
-// TLS on or off per connection; these modes depend on the server:
+// sslmode=prefer (the default, as libpq's) and sslmode=allow, as libpq has
+// them. node-postgres knows TLS on or off per connection; these modes depend
+// on the server:
 // - prefer: TLS where the server offers it, else none (a server built or
-//   started without ssl answers the TLS request with 'N');
+//   started without ssl answers the TLS request with 'N'; one whose TLS
+//   handshake fails, or whose pg_hba.conf turns this user away over TLS, is
+//   tried without, as libpq does);
 // - allow: none, unless the server refuses this user without TLS
 //   (pg_hba.conf `hostssl`, or `hostnossl ... reject`).
 // Neither checks the server's certificate (libpq's neither does either):
@@ -18,6 +21,8 @@ export type NegotiatedMode = 'prefer' | 'allow';
 
 /** What node-postgres says when the server answers the TLS request with 'N'. */
 const NO_TLS_HERE = 'The server does not support SSL connections';
+/** Node's codes for a TLS handshake that failed (no protocol or cipher in common, a broken record). */
+const TLS_FAILURES = /^(EPROTO|ERR_SSL_|ERR_TLS_)/;
 
 export class TlsChoice {
   private readonly known = new Map<string, boolean>();
@@ -64,7 +69,7 @@ export class TlsChoice {
       return withTls;
     } catch (err) {
       const { message = '', code } = err as { message?: string; code?: string };
-      if (withTls && message === NO_TLS_HERE) return false;
+      if (withTls && (message === NO_TLS_HERE || (code !== undefined && TLS_FAILURES.test(code)))) return false;
       // pg_hba.conf turned this user away for (no) encryption: the other way is the one
       if (code === '28000' && (withTls ? /SSL encryption/i : /no encryption/i).test(message)) return !withTls;
       return null;

@@ -43,6 +43,8 @@ export interface PrivatePostgresOptions {
   hba?: string[];
   /** A hot standby of this server (pg_basebackup, streaming replication) instead of a new cluster. */
   standbyOf?: PrivatePostgres;
+  /** More server settings, name=value (postgres -c). */
+  settings?: string[];
 }
 
 /** Whether a server (or a pooler in front of one) on the port answers a query as `postgres`. */
@@ -114,7 +116,7 @@ export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): P
   let log = '';
 
   const start = async () => {
-    const c = spawn(path.join(BIN, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60', ...tlsArgs], {
+    const c = spawn(path.join(BIN, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60', ...tlsArgs, ...(opts.settings ?? []).flatMap((setting) => ['-c', setting])], {
       ...ids,
       cwd: dir,
       stdio: ['ignore', 'ignore', 'pipe'],
