@@ -25,7 +25,8 @@ const NO_TLS_HERE = 'The server does not support SSL connections';
 const TLS_FAILURES = /^(EPROTO|ERR_SSL_|ERR_TLS_)/;
 
 export class TlsChoice {
-  private readonly known = new Map<string, boolean>();
+  /** Per host: what its probe found (null: it could not tell), or the probe on its way (connections starting together share it). */
+  private readonly known = new Map<string, Promise<boolean | null>>();
 
   constructor(
     private readonly mode: NegotiatedMode,
@@ -40,10 +41,14 @@ export class TlsChoice {
     // no TLS over a Unix socket (PostgreSQL offers none there, and libpq asks for none): no probe needed
     if (e.host.startsWith('/')) return false;
     const name = endpointName(e);
-    const known = this.known.get(name);
-    if (known !== undefined) return known;
-    const decided = await this.probe(e);
-    if (decided !== null) this.known.set(name, decided);
+    let probing = this.known.get(name);
+    if (!probing) {
+      probing = this.probe(e);
+      this.known.set(name, probing);
+    }
+    const decided = await probing;
+    // undecided: the next connection probes again
+    if (decided === null && this.known.get(name) === probing) this.known.delete(name);
     return decided ?? this.mode === 'prefer';
   }
 
