@@ -308,6 +308,8 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
     case '42501': // PostgreSQL: insufficient_privilege
       return `${where}: user "${target?.user}" may not use database "${target?.database}"`;
     default:
+      // node-postgres's words for connect_timeout running out (the pool's, and a single client's)
+      if (/due to connection timeout|^timeout expired$/.test(message)) return `cannot connect to ${where}: timed out`;
       // a TLS handshake that failed (no protocol version or cipher in common): OpenSSL's reason, not its whole trace
       if (code === 'EPROTO' || code?.startsWith('ERR_SSL_')) {
         const reason = /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1] ?? message;

@@ -8,6 +8,7 @@
 //   names it.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as net from 'node:net';
 import pg from 'pg';
 import { PostgresClient, numbered } from '../drivers/postgres/pg-client';
 import { postgresDialect } from '../drivers/postgres/pg-dialect';
@@ -170,6 +171,20 @@ describe('PostgreSQL on a private server whose TLS this client cannot speak (TLS
   });
 });
 
+/** Runs fn with a port that takes connections and never answers; returns how many it took. */
+async function withSilentHost(fn: (port: number) => Promise<void>): Promise<number> {
+  const accepted: net.Socket[] = [];
+  const silent = net.createServer((socket) => void accepted.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  try {
+    await fn((silent.address() as net.AddressInfo).port);
+    return accepted.length;
+  } finally {
+    for (const socket of accepted) socket.destroy();
+    silent.close();
+  }
+}
+
 describe('PostgreSQL: start-up errors', { skip }, () => {
   it('a missing database, nothing listening, a bad URL: one clear sentence each, and the documented exit status', async () => {
     const missing = failedStart('postgres://postgres@127.0.0.1:5432/no_such_database_here');
@@ -190,6 +205,22 @@ describe('PostgreSQL: start-up errors', { skip }, () => {
     const badAttrs = failedStart('postgres://postgres@127.0.0.1:5432/db?target_session_attrs=standby');
     assert.equal(badAttrs.status, 2);
     assert.match(badAttrs.stderr, /target_session_attrs must be any, read-write or primary/);
+    // a host that takes the connection and never answers: the timeout is said as such
+    await withSilentHost(async (port) => {
+      const mute = failedStart(`postgres://postgres@127.0.0.1:${port}/db?connect_timeout=1`);
+      assert.equal(mute.status, 1);
+      assert.ok(mute.stderr.includes(`cannot connect to PostgreSQL at 127.0.0.1:${port}: timed out`), mute.stderr);
+    });
+    // and a statement meanwhile makes one connection, the TLS probe's (prefer is the default): its timeout is the connection's
+    const accepted = await withSilentHost(async (port) => {
+      const client = new PostgresClient(parsePostgresUrl(`postgres://postgres@127.0.0.1:${port}/db?connect_timeout=1`), postgresDialect);
+      try {
+        await assert.rejects(client.all('SELECT 1'), /storage unavailable/);
+      } finally {
+        await client.close();
+      }
+    });
+    assert.equal(accepted, 1, 'connections made to a host that does not answer');
     const noDb = failedStart('postgres://postgres@127.0.0.1:5432');
     assert.equal(noDb.status, 2);
     assert.match(noDb.stderr, /name the database after the host/);

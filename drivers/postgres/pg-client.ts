@@ -33,7 +33,8 @@ const SCHEMA_LOCK_KEY = 0x65746364;
 // every bigint column is read with Number() or String() by the driver; keep pg's exact strings
 const RETRYABLE = new Set(['40001', '40P01', '55P03']); // serialization failure, deadlock, lock not available
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P02', '57P03', '53300']);
-const LOST = /Connection terminated|connection error|Client was closed|not queryable|Connection ended/i;
+// "timeout expired": a Client (not the pool) that could not connect within connect_timeout
+const LOST = /Connection terminated|connection error|Client was closed|not queryable|Connection ended|timeout expired/i;
 
 export function classify(err: unknown): unknown {
   const e = err as { code?: string; message?: string };
@@ -134,7 +135,7 @@ export class PostgresClient implements SqlClient {
     const attrs = (target.params.target_session_attrs ?? 'any') as SessionAttrs;
     const mode = target.params.sslmode ?? 'prefer';
     // prefer, allow: each host's connections with TLS or not as it wants (pg-tls.ts)
-    this.tls = mode === 'prefer' || mode === 'allow' ? new TlsChoice(mode, config.ssl!, { ...config, ssl: undefined }) : null;
+    this.tls = mode === 'prefer' || mode === 'allow' ? new TlsChoice(mode, config.ssl!, { ...config, ssl: undefined }, (err) => classify(err) instanceof StorageUnavailableError) : null;
     this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, this.tls ? { ...config, ssl: undefined } : config, this.tls) : null;
     this.Client = this.chooser || this.tls ? routedClient(this.chooser, this.tls) : pg.Client;
     this.pool = new pg.Pool({ ...config, max: poolSize, idleTimeoutMillis: 60_000, Client: this.Client });

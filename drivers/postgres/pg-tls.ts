@@ -12,8 +12,10 @@
 //
 // Which one a host gets is learned once, by a probe connection, and kept
 // until a connection to it fails (forget()): a server restarted with other
-// settings is looked at again. A probe that fails for any other reason
-// decides nothing, and the real connection reports what is wrong.
+// settings is looked at again. A host that cannot be reached fails the
+// connection with the probe's own error; a probe that fails for any other
+// reason (a wrong password) decides nothing, and the real connection reports
+// what is wrong.
 import pg from 'pg';
 import { endpointName, type Endpoint } from './pg-hosts';
 
@@ -34,9 +36,14 @@ export class TlsChoice {
     readonly tls: NonNullable<pg.ClientConfig['ssl']>,
     /** A probe's connection settings, host, port and TLS aside. */
     private readonly config: pg.ClientConfig,
+    /** Whether an error says the host cannot be reached (refused, timed out, shutting down). */
+    private readonly unreachable: (err: unknown) => boolean,
   ) {}
 
-  /** Whether connections to `e` use TLS. */
+  /**
+   * Whether connections to `e` use TLS. Rejects with the probe's error when the host cannot be
+   * reached: a connection would fail the same way, and would otherwise wait its own timeout again.
+   */
   async useTls(e: Endpoint): Promise<boolean> {
     // no TLS over a Unix socket (PostgreSQL offers none there, and libpq asks for none): no probe needed
     if (e.host.startsWith('/')) return false;
@@ -46,9 +53,13 @@ export class TlsChoice {
       probing = this.probe(e);
       this.known.set(name, probing);
     }
-    const decided = await probing;
-    // undecided: the next connection probes again
-    if (decided === null && this.known.get(name) === probing) this.known.delete(name);
+    // unreachable or undecided: the next connection probes again
+    const again = (p: Promise<boolean | null>) => this.known.get(name) === p && this.known.delete(name);
+    const decided = await probing.catch((err: unknown) => {
+      again(probing);
+      throw err;
+    });
+    if (decided === null) again(probing);
     return decided ?? this.mode === 'prefer';
   }
 
@@ -77,6 +88,7 @@ export class TlsChoice {
       if (withTls && (message === NO_TLS_HERE || (code !== undefined && TLS_FAILURES.test(code)))) return false;
       // pg_hba.conf turned this user away for (no) encryption: the other way is the one
       if (code === '28000' && (withTls ? /SSL encryption/i : /no encryption/i).test(message)) return !withTls;
+      if (this.unreachable(err)) throw err;
       return null;
     } finally {
       probe.end().catch(() => undefined);
