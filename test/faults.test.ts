@@ -15,6 +15,7 @@ import { grpcWatch, httpWatch, type Collected } from './helpers/watch-client';
 import { backendsUnderTest, freshBackend, sharedBackendsUnderTest, type FreshBackend } from './helpers/backends';
 import { mariadbInstalled, startPrivateMariadb } from './helpers/mariadb';
 import { postgresInstalled, startPrivatePostgres } from './helpers/private-postgres';
+import { pgbouncerInstalled, startPgBouncer } from './helpers/pgbouncer';
 import { waitFor } from './helpers/ports';
 
 interface Acked {
@@ -193,6 +194,34 @@ describe('faults', () => {
 
   it('PostgreSQL crashed (immediate shutdown) during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled()) && 'postgres is not under test or not installed' }, async () => {
     await outage(startPrivatePostgres, 'p/', async (db, s, _c, w) => {
+      await db.crash();
+      try {
+        await downAndBack(s, w);
+      } finally {
+        await db.start();
+      }
+    });
+  });
+
+  it('PgBouncer (transaction mode, in front of a private PostgreSQL) killed and started again on its port during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled() && pgbouncerInstalled()) && 'postgres is not under test, or postgres or pgbouncer is not installed' }, async () => {
+    // the pooler stands in for the database: what the adapter sees is its connections to it breaking and refused
+    const behindBouncer = async () => {
+      const pgServer = await startPrivatePostgres();
+      const bouncer = await startPgBouncer('transaction', `127.0.0.1:${pgServer.port}`).catch(async (err) => {
+        await pgServer.destroy();
+        throw err;
+      });
+      return {
+        createDatabase: async () => bouncer.urlFor((await pgServer.createDatabase()).split('/').pop()!),
+        crash: () => bouncer.crash(),
+        start: () => bouncer.start(),
+        destroy: async () => {
+          await bouncer.stop();
+          await pgServer.destroy();
+        },
+      };
+    };
+    await outage(behindBouncer, 'b/', async (db, s, _c, w) => {
       await db.crash();
       try {
         await downAndBack(s, w);
