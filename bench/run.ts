@@ -21,6 +21,7 @@ import { authTable } from './auth';
 import { compactionTable } from './compaction';
 import { metricsCostTable } from './metrics-cost';
 import { createMysqlDatabase, createPostgresDatabase } from '../test/helpers/backends';
+import { waitFor } from '../test/helpers/ports';
 
 const suites = new Set((process.env.BENCH_SUITES ?? 'kv,watch,cross,auth,compaction,metrics').split(','));
 const COMPACTION_VERSIONS = Number(process.env.BENCH_COMPACTION ?? 40_000);
@@ -83,6 +84,8 @@ async function crossInstance(kind: string, pollMs: number): Promise<string> {
   const a = await adapter(['--backend', db.url, '--poll-interval', `${pollMs}ms`], `${kind} A`);
   const b = await adapter(['--backend', db.url, '--poll-interval', `${pollMs}ms`], `${kind} B`);
   try {
+    // steady state: A wakes B from the heartbeat after B's first (within 2 s); until then B learns of A's commits by its poll
+    await waitFor('A to see B as a member', async () => (a.log!().includes('"msg":"member joined"') ? true : undefined), 30_000);
     const runs: FanoutResult[] = [];
     for (let i = 0; i < rounds; i++) runs.push(await fanout(b, 10, 2, RATE, seconds, a));
     const r = pooled(runs);

@@ -7,6 +7,8 @@ export interface BenchServer {
   name: string;
   endpoint: string;
   pid: number;
+  /** What the server has logged so far (ours only). */
+  log?(): string;
   stop(): Promise<void>;
 }
 
@@ -17,5 +19,5 @@ export async function realEtcd(): Promise<BenchServer> {
 
 export async function adapter(args: string[], name = 'etcd-adapter'): Promise<BenchServer> {
   const s = await spawnAdapter(args);
-  return { name, endpoint: s.endpoint, pid: s.child.pid!, stop: async () => void (await s.stop()) };
+  return { name, endpoint: s.endpoint, pid: s.child.pid!, log: () => s.log(), stop: async () => void (await s.stop()) };
 }
