@@ -2,10 +2,12 @@
 // - the plans of the driver's own statements on a table of 100,000 keys: every
 //   range, prefix, count, history read and log tail is an index scan;
 // (LISTEN/NOTIFY is tested with the other shared backends in multi-instance.test.ts);
-// - clear start-up errors: a missing database, nothing listening, a bad URL;
+// - clear start-up errors: a missing database, nothing listening, a host that never answers, a bad URL;
 // - on a private server: TLS (sslmode, sslrootcert) and a password with URL characters, a client
 //   certificate (sslcert, sslkey) where pg_hba.conf asks for one, and a Unix socket named as libpq
-//   names it.
+//   names it;
+// - sslmode=prefer (the default) and allow as libpq has them, against a server with TLS, the shared
+//   one without, and one whose TLS this client cannot speak.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
