@@ -18,8 +18,10 @@ import { parsePostgresUrl, postgresLocation } from '../drivers/registry';
 import { SqlDriver } from '../drivers/sql/sql-driver';
 import type { Row, SqlExecutor } from '../drivers/sql/sql-client';
 import { backendsUnderTest, createPostgresDatabase, type FreshBackend } from './helpers/backends';
-import { freePort } from './helpers/ports';
-import { failedStart, servesOn } from './helpers/spawn';
+import { freePort, waitFor } from './helpers/ports';
+import { failedStart, servesOn, spawnAdapter } from './helpers/spawn';
+import { b, EtcdGrpcClient } from './helpers/grpc-client';
+import { grpcWatch } from './helpers/watch-client';
 import { makeTestCa, type TestCa } from './helpers/certs';
 import { postgresInstalled, startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
 
@@ -170,6 +172,56 @@ describe('PostgreSQL on a private server whose TLS this client cannot speak (TLS
     const required = failedStart(`${url}?sslmode=require`);
     assert.equal(required.status, 1);
     assert.ok(required.stderr.includes(`cannot connect to PostgreSQL at 127.0.0.1:${server.port}: the TLS handshake failed (tlsv1 alert protocol version)`), required.stderr);
+  });
+});
+
+describe('PostgreSQL: commits announced with what they wrote', { skip }, () => {
+  it("another instance's watchers get small commits from the announcement with no read of the log; a commit too large for one goes by the log", async () => {
+    const db = await createPostgresDatabase();
+    const servers = [await spawnAdapter(['--backend', db.url, '--poll-interval', '1h', '--name', 'a']), await spawnAdapter(['--backend', db.url, '--poll-interval', '1h', '--name', 'b'])];
+    const [writer, reader] = servers.map((s) => new EtcdGrpcClient(s.endpoint));
+    const w = grpcWatch(reader);
+    try {
+      w.send({ create_request: { key: b('ann/'), range_end: b('ann0') } });
+      await w.waitFor(1);
+      const events = () => w.responses.flatMap((r: any) => r.events ?? []);
+      // polls are an hour apart: the first write that arrives shows B is listening
+      await waitFor('a first write to reach the other instance', async () => {
+        await writer.put({ key: b('ann/first'), value: b('x') });
+        return events().length > 0 ? true : undefined;
+      }, 30000);
+      const statements = async () => {
+        const text = await (await fetch(`${servers[1].url}/metrics`)).text();
+        return Number(/^etcd_adapter_sql_duration_seconds_count\{kind="statement"\} (\d+)$/m.exec(text)![1]);
+      };
+      const before = await statements();
+      const seen = events().length;
+      for (let i = 0; i < 100; i++) await writer.put({ key: b(`ann/${i % 8}`), value: Buffer.from([i, 0, 255]) });
+      await writer.deleteRange({ key: b('ann/0') });
+      await waitFor('the other instance to deliver 101 events', async () => (events().length >= seen + 101 ? true : undefined));
+      const read = (await statements()) - before;
+      // heartbeats (two statements every 2 s) go on meanwhile; reading the log would take about one per commit
+      assert.ok(read < 50, `${read} statements on B for 101 commits`);
+      const got = events().slice(seen);
+      assert.deepEqual(got.map((e: any) => e.kv.key.toString()), [...Array.from({ length: 100 }, (_, i) => `ann/${i % 8}`), 'ann/0']);
+      assert.deepEqual(got.slice(0, 100).map((e: any) => [...e.kv.value]), Array.from({ length: 100 }, (_, i) => [i, 0, 255]));
+      assert.equal(got[100].type, 1, 'a DELETE event');
+      for (let i = 1; i < got.length; i++) assert.equal(Number(got[i].kv.mod_revision), Number(got[i - 1].kv.mod_revision) + 1);
+      // B's reads agree with A's
+      const [ra, rb] = await Promise.all([writer, reader].map((c) => c.range({ key: b('ann/'), range_end: b('ann0') })));
+      assert.deepEqual(rb.kvs, ra.kvs);
+      // too large to be announced with its entries: read from the log, as before
+      const large = Buffer.alloc(10_000, 7);
+      await writer.put({ key: b('ann/large'), value: large });
+      await waitFor('the large write to reach the other instance', async () => (events().some((e: any) => e.kv.key.toString() === 'ann/large') ? true : undefined));
+      assert.ok(events().find((e: any) => e.kv.key.toString() === 'ann/large').kv.value.equals(large));
+    } finally {
+      w.close();
+      writer.close();
+      reader.close();
+      await Promise.all(servers.map((s) => s.stop()));
+      await db.drop();
+    }
   });
 });
 

@@ -324,10 +324,10 @@ export class PostgresClient implements SqlClient {
   }
 
   /**
-   * Holds one connection that LISTENs for commits and calls `onCommit` with
-   * each announced revision and its writer's origin; reconnects while the client is open.
+   * Holds one connection that LISTENs for commits and calls `onNotice` with each announcement's
+   * payload (null once (re)connected); reconnects while the client is open.
    */
-  listen(onCommit: (revision: number, origin: string) => void): void {
+  listen(onNotice: (payload: string | null) => void): void {
     let delay = 100;
     const connect = async () => {
       if (this.closed) return;
@@ -347,10 +347,7 @@ export class PostgresClient implements SqlClient {
       client.on('error', retry);
       client.on('end', retry);
       client.on('notification', (n) => {
-        // "<origin>:<revision>"
-        const at = n.payload?.lastIndexOf(':') ?? -1;
-        const revision = Number(n.payload?.slice(at + 1));
-        if (at > 0 && Number.isFinite(revision)) onCommit(revision, n.payload!.slice(0, at));
+        if (n.payload) onNotice(n.payload);
       });
       try {
         await client.connect();
@@ -358,7 +355,7 @@ export class PostgresClient implements SqlClient {
         this.listener = client;
         delay = 100;
         // what committed while no one listened is found by the next poll, or at once here
-        onCommit(0, '');
+        onNotice(null);
       } catch (err) {
         this.classified(err); // several hosts: one that is down is looked for again
         retry();

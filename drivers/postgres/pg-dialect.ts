@@ -95,7 +95,9 @@ const basePostgres: Dialect = {
     `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}
      ON CONFLICT (${key}) DO UPDATE SET ${columns.filter((c) => c !== key).map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`,
   nowMs: '(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT',
-  commitNotice: (revision, origin) => ({ sql: `SELECT pg_notify('${COMMIT_CHANNEL}', ?)`, params: [`${origin}:${revision}`] }),
+  commitNotice: (payload) => ({ sql: `SELECT pg_notify('${COMMIT_CHANNEL}', ?)`, params: [payload] }),
+  // PostgreSQL's limit is 8000 bytes
+  maxNoticeBytes: 7900,
   migrations: [tables],
 };
 

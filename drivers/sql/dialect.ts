@@ -40,8 +40,14 @@ export interface Dialect {
   readonly defragment: string[];
   /** An empty byte string as an SQL expression (a value column of keys-only and count reads). */
   readonly emptyBytes: string;
-  /** A statement that, committed with a write, tells other instances of the new revision and who wrote it (PostgreSQL's NOTIFY). */
-  commitNotice?(revision: number, origin: string): Statement;
+  /**
+   * A statement that, committed with a write, tells other instances the announcement `payload`
+   * (drivers/sql/commit-notice.ts: who wrote it, the new revision, and the entries when they fit in
+   * `maxNoticeBytes`): PostgreSQL's NOTIFY.
+   */
+  commitNotice?(payload: string): Statement;
+  /** The longest announcement payload the database delivers. */
+  readonly maxNoticeBytes?: number;
   /**
    * The history read (each key's last version at or below a revision, when not a deletion) where the
    * generic NOT EXISTS form plans badly: `value` is the value column expression, `where` filters

@@ -21,7 +21,7 @@
 // Above its memory budget the cache turns itself off and every read (and log
 // read) goes to the database.
 import type BTree from 'sorted-btree';
-import { MEMBER_ALIVE_MS, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteOptions, type WriteSet, type WriteTxn } from '../../src/mvcc/driver';
+import { MEMBER_ALIVE_MS, type AnnouncedCommit, type Driver, type DriverStats, type KvRef, type LeaseRecord, type LogRead, type MemberRecord, type ReadView, type SharedDoc, type TokenStore, type WriteOptions, type WriteSet, type WriteTxn } from '../../src/mvcc/driver';
 import { keyString, type KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
 import { ErrCompacted, EtcdError, StorageUnavailableError } from '../../src/errors';
@@ -371,8 +371,13 @@ export class ReadCachedDriver implements Driver {
   compact(revision: number): Promise<number> {
     return this.inner.compact(revision);
   }
-  onCommitElsewhere(listener: () => void): void {
-    this.inner.onCommitElsewhere?.(listener);
+  onCommitElsewhere(listener: (commit?: AnnouncedCommit) => void): void {
+    this.inner.onCommitElsewhere?.((commit) => {
+      // the entries another instance's announcement carried: in here (and in the recent log the
+      // watch hub reads) with no query, when they follow on from what the cache holds
+      if (commit && this.enabled && commit.base === this.revision) this.applyEntries(commit.base, commit.entries, commit.through);
+      listener(commit);
+    });
   }
   announcesCommits(): boolean {
     return this.inner.announcesCommits?.() ?? false;

@@ -65,10 +65,10 @@ export interface SqlClient extends SqlExecutor {
   /** Runs fn on one connection while holding the database's schema lock (schema migrations of instances starting together). */
   exclusive?<T>(fn: (ex: SqlExecutor) => Promise<T>): Promise<T>;
   /**
-   * Where the database announces commits (PostgreSQL's LISTEN/NOTIFY): calls onCommit with each
-   * announced revision and the origin its writer gave (revision 0: some may have been missed).
+   * Where the database announces commits (PostgreSQL's LISTEN/NOTIFY): calls onNotice with each
+   * announcement's payload (null: (re)connected, so some may have been missed).
    */
-  listen?(onCommit: (revision: number, origin: string) => void): void;
+  listen?(onNotice: (payload: string | null) => void): void;
   /** Why the database is failing (its last answer was a fault or nothing in time), or null. */
   failing(): string | null;
   close(): Promise<void>;

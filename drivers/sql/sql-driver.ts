@@ -15,13 +15,14 @@
 // revision up to N: the log has no gaps to wait for.
 import { randomBytes } from 'node:crypto';
 import { ANNOUNCEMENT_HEARD_WITHIN_MS } from '../../src/mvcc/driver';
-import type { Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenStore, WriteOptions, WriteSet, WriteTxn } from '../../src/mvcc/driver';
+import type { AnnouncedCommit, Driver, DriverStats, KvRef, LeaseRecord, LogRead, MemberRecord, RangeQuery, RangeResult, ReadView, SharedDoc, TokenStore, WriteOptions, WriteSet, WriteTxn } from '../../src/mvcc/driver';
 import type { KeyRange } from '../../src/mvcc/key-range';
 import { EMPTY, type KeyValue, type LogEntry } from '../../src/mvcc/kv';
 import { LOG_COLUMNS, placeholders, type Dialect } from './dialect';
 import { RetryableError, type Row, type SqlClient, type SqlExecutor, type Statement } from './sql-client';
 import { LeaseFence, LeaseHeld, leaseRow } from './lease-fence';
 import { SqlTokens } from './sql-tokens';
+import { decodeNotice, encodeNotice } from './commit-notice';
 import type { LeaseGrant, ReadLeaseStore } from './read-lease';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 
@@ -133,15 +134,20 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     }
   }
 
-  /** Calls `listener` as commits (of any instance) are announced, where the database announces them. */
-  onCommitElsewhere(listener: () => void): void {
-    this.client.listen?.((revision, origin) => {
+  /** Calls `listener` as other instances' commits are announced (with what they committed, when carried), where the database announces them. */
+  onCommitElsewhere(listener: (commit?: AnnouncedCommit) => void): void {
+    this.client.listen?.((payload) => {
+      if (payload === null) {
+        // (re)connected: what was announced before it could not be heard here
+        this.unheardSince = null;
+        return listener();
+      }
+      const notice = decodeNotice(payload);
+      if (!notice) return;
       // this process's own commits are known here already (waking for them would read the database
       // for nothing); hearing them shows that announcements get through
-      if (revision > 0 && origin === this.origin) return this.heard(revision);
-      // (re)connected: what was announced before it could not be heard here
-      if (revision === 0) this.unheardSince = null;
-      listener();
+      if (notice.origin === this.origin) return this.heard(notice.revision);
+      listener(notice.commit);
     });
   }
 
@@ -255,7 +261,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
           };
           const value = await fn(txn);
           announcing = this.dialect.commitNotice ? staged.reduce((r, ws) => Math.max(r, ws.revision), 0) : 0;
-          const commit = this.commitStatements(staged, compactTo);
+          const commit = this.commitStatements(staged, compactTo, view.revision);
           // Nobody renewed it for its whole length: its holder has stopped serving from it.
           if (lease === 'clear') commit.unshift({ sql: RELEASE_LEASE, params: [] });
           return { value, commit };
@@ -323,7 +329,7 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   }
 
   /** The statements that make a batch's changes durable, sized to the database's limits. */
-  private commitStatements(staged: WriteSet[], compactTo: number | null): Statement[] {
+  private commitStatements(staged: WriteSet[], compactTo: number | null, base: number): Statement[] {
     const out: Statement[] = [];
     const logRows: unknown[][] = [];
     const kvRows: unknown[][] = [];
@@ -369,7 +375,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
       (rows) => out.push({ sql: `DELETE FROM etcd_kv WHERE k IN (${rows.map(() => '?').join(', ')})`, params: rows.flat() }),
     );
     if (revision > 0) out.push({ sql: 'UPDATE etcd_meta SET revision = ? WHERE id = 1', params: [revision] });
-    if (revision > 0 && this.dialect.commitNotice) out.push(this.dialect.commitNotice(revision, this.origin));
+    if (revision > 0 && this.dialect.commitNotice) {
+      const entries = staged.flatMap((ws) => ws.entries);
+      out.push(this.dialect.commitNotice(encodeNotice(this.origin, base, revision, entries, this.dialect.maxNoticeBytes ?? 0)));
+    }
     if (compactTo !== null) out.push({ sql: 'UPDATE etcd_meta SET compact_revision = ? WHERE id = 1', params: [compactTo] });
     return out;
   }

@@ -159,6 +159,16 @@ export interface KvRef {
   revision: number;
 }
 
+/** Another instance's commit, as its announcement carried it. */
+export interface AnnouncedCommit {
+  /** The revision the commit was made on. */
+  base: number;
+  /** The revision it made (the store's revision after it). */
+  through: number;
+  /** Every log entry of (base, through], in log order. */
+  entries: LogEntry[];
+}
+
 export interface DriverStats {
   /** Bytes the store occupies (file or memory). */
   dbSize: number;
@@ -176,8 +186,11 @@ export interface Driver {
   /** Connect, migrate the schema, load the meta. Throws a clear error when it cannot. */
   open(): Promise<void>;
   close(): Promise<void>;
-  /** Calls `listener` soon after any instance commits, where the store can tell (PostgreSQL's NOTIFY); polling covers the rest. */
-  onCommitElsewhere?(listener: () => void): void;
+  /**
+   * Calls `listener` soon after any instance commits, where the store can tell (PostgreSQL's
+   * NOTIFY), with what it committed when the announcement carried that; polling covers the rest.
+   */
+  onCommitElsewhere?(listener: (commit?: AnnouncedCommit) => void): void;
   /**
    * Whether this process's commits are being announced to the other instances by the store itself
    * right now (PostgreSQL's NOTIFY, checked by hearing its own). When not, instances wake each
