@@ -7,7 +7,8 @@
 // written as literals (bytes as hex): one round trip, as with MySQL. A lost or
 // refused connection is UNAVAILABLE; the pool reconnects by itself.
 //
-// LISTEN/NOTIFY: each commit ends with pg_notify (the dialect's commitNotice),
+// LISTEN/NOTIFY: each commit ends with pg_notify (the dialect's commitNotice,
+// with the commit's entries when they fit: drivers/sql/commit-notice.ts),
 // delivered by PostgreSQL when the transaction commits; one connection per
 // process listens and wakes the log tail at once. Polling stays the safety
 // net for a notification lost while that connection was down.
