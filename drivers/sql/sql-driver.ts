@@ -377,7 +377,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     if (revision > 0) out.push({ sql: 'UPDATE etcd_meta SET revision = ? WHERE id = 1', params: [revision] });
     if (revision > 0 && this.dialect.commitNotice) {
       const entries = staged.flatMap((ws) => ws.entries);
-      out.push(this.dialect.commitNotice(encodeNotice(this.origin, base, revision, entries, this.dialect.maxNoticeBytes ?? 0)));
+      // a compaction goes by the log (the others learn the new compact revision from it, as before)
+      const room = compactTo === null ? (this.dialect.maxNoticeBytes ?? 0) : 0;
+      out.push(this.dialect.commitNotice(encodeNotice(this.origin, base, revision, entries, room)));
     }
     if (compactTo !== null) out.push({ sql: 'UPDATE etcd_meta SET compact_revision = ? WHERE id = 1', params: [compactTo] });
     return out;
