@@ -38,6 +38,12 @@ describe('commit announcements', () => {
     assert.deepEqual(decodeNotice('0123456789ab:11'), { origin: '0123456789ab', revision: 11 });
   });
 
+  it("leave a process's own entries unread (it knows its commits)", () => {
+    const payload = encodeNotice('0123456789ab', 10, 11, [entry(11, 0, 'a', Buffer.from('x'))], 7900);
+    assert.deepEqual(decodeNotice(payload, '0123456789ab'), { origin: '0123456789ab', revision: 11 });
+    assert.equal(decodeNotice(payload, 'someone-else')?.commit?.entries.length, 1);
+  });
+
   it('refuse what is not an announcement', () => {
     for (const payload of ['', 'no revision', ':5', 'abc:x', 'abc:1.5']) assert.equal(decodeNotice(payload), null, payload);
     // entries that cannot be read leave the short form

@@ -185,6 +185,8 @@ describe('PostgreSQL: commits announced with what they wrote', { skip }, () => {
       w.send({ create_request: { key: b('ann/'), range_end: b('ann0') } });
       await w.waitFor(1);
       const events = () => w.responses.flatMap((r: any) => r.events ?? []);
+      // announcements carry entries once the writer knows another instance serves the store (its heartbeat after B's first)
+      await waitFor('A to see B as a member', async () => (servers[0].log().includes('"msg":"member joined"') ? true : undefined), 30000);
       // polls are an hour apart: the first write that arrives shows B is listening
       await waitFor('a first write to reach the other instance', async () => {
         await writer.put({ key: b('ann/first'), value: b('x') });

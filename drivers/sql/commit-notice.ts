@@ -33,14 +33,16 @@ export function encodeNotice(origin: string, base: number, through: number, entr
   return Buffer.byteLength(full) <= maxBytes ? full : short;
 }
 
-/** The announcement in a payload, or null when it is not one. */
-export function decodeNotice(payload: string): CommitNotice | null {
+/** The announcement in a payload, or null when it is not one; the entries are left unread when it comes from `skipEntriesOf`. */
+export function decodeNotice(payload: string, skipEntriesOf?: string): CommitNotice | null {
   const at = payload.lastIndexOf(':');
   const revision = Number(payload.slice(at + 1));
   if (at <= 0 || !Number.isSafeInteger(revision)) return null;
   const head = payload.slice(0, at);
   const bar = head.indexOf('|');
   if (bar < 0) return { origin: head, revision };
+  const origin = head.slice(0, bar);
+  if (origin === skipEntriesOf) return { origin, revision };
   const second = head.indexOf('|', bar + 1);
   const base = Number(head.slice(bar + 1, second));
   let rows: Row[];
@@ -49,7 +51,6 @@ export function decodeNotice(payload: string): CommitNotice | null {
   } catch {
     rows = [];
   }
-  const origin = head.slice(0, bar);
   if (second < 0 || !Number.isSafeInteger(base) || !Array.isArray(rows) || rows.length === 0) return { origin, revision };
   const entries: LogEntry[] = rows.map(([rev, sub, key, value, createRevision, version, lease, deleted, prevRevision]) => ({
     kv: { key: Buffer.from(key, 'base64'), value: Buffer.from(value, 'base64'), create_revision: createRevision, mod_revision: rev, version, lease: String(lease) },

@@ -379,6 +379,9 @@ export class ReadCachedDriver implements Driver {
       listener(commit);
     });
   }
+  othersServing(yes: boolean): void {
+    this.inner.othersServing?.(yes);
+  }
   announcesCommits(): boolean {
     return this.inner.announcesCommits?.() ?? false;
   }

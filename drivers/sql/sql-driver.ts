@@ -95,6 +95,8 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   /** The newest revision this process announced, and since when one of its announcements is unheard (null: none). */
   private announced = 0;
   private unheardSince: number | null = null;
+  /** Whether other instances serve this store (othersServing): only then do announcements carry entries. */
+  private others = false;
 
   constructor(
     private readonly client: SqlClient,
@@ -142,10 +144,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
         this.unheardSince = null;
         return listener();
       }
-      const notice = decodeNotice(payload);
-      if (!notice) return;
       // this process's own commits are known here already (waking for them would read the database
-      // for nothing); hearing them shows that announcements get through
+      // for nothing); hearing them shows that announcements get through. Their entries are not decoded.
+      const notice = decodeNotice(payload, this.origin);
+      if (!notice) return;
       if (notice.origin === this.origin) return this.heard(notice.revision);
       listener(notice.commit);
     });
@@ -170,6 +172,10 @@ export class SqlDriver implements Driver, ReadLeaseStore {
   private heard(revision: number): void {
     // any of ours heard: they get through; the clock restarts for those still on their way
     this.unheardSince = revision >= this.announced ? null : performance.now();
+  }
+
+  othersServing(yes: boolean): void {
+    this.others = yes;
   }
 
   /** Why the database is failing right now (its last answer was a fault or came too late), or null. */
@@ -377,8 +383,9 @@ export class SqlDriver implements Driver, ReadLeaseStore {
     if (revision > 0) out.push({ sql: 'UPDATE etcd_meta SET revision = ? WHERE id = 1', params: [revision] });
     if (revision > 0 && this.dialect.commitNotice) {
       const entries = staged.flatMap((ws) => ws.entries);
-      // a compaction goes by the log (the others learn the new compact revision from it, as before)
-      const room = compactTo === null ? (this.dialect.maxNoticeBytes ?? 0) : 0;
+      // alone on the store: nobody to read them; a compaction goes by the log (the others learn the
+      // new compact revision from it, as before)
+      const room = compactTo === null && this.others ? (this.dialect.maxNoticeBytes ?? 0) : 0;
       out.push(this.dialect.commitNotice(encodeNotice(this.origin, base, revision, entries, room)));
     }
     if (compactTo !== null) out.push({ sql: 'UPDATE etcd_meta SET compact_revision = ? WHERE id = 1', params: [compactTo] });

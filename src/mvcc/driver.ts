@@ -198,6 +198,11 @@ export interface Driver {
    * ANNOUNCEMENT_HEARD_WITHIN_MS after an announcement that is not heard.
    */
   announcesCommits?(): boolean;
+  /**
+   * Whether other instances serve this store now (from the member heartbeats): announcements carry
+   * a commit's entries only for them to read; alone, they would be sent for nobody.
+   */
+  othersServing?(yes: boolean): void;
   /** A shutdown begins: long work (physical compaction) stops at its next step; requests are still served until close(). */
   stopping?(): void;
   /**

@@ -251,7 +251,11 @@ export class EtcdAdapterServer {
     const beat = async () => {
       await driver.heartbeat({ id: this.identity.memberId, name: this.identity.name, clientUrls: this.identity.clientUrls, peerUrls: this.identity.peerUrls }).catch(() => undefined);
       const live = await telemetry.watchMembers(this.identity.memberId);
-      if (live) this.peerWaker?.setPeers(live.filter((m) => m.id !== this.identity.memberId));
+      if (live) {
+        const others = live.filter((m) => m.id !== this.identity.memberId);
+        this.peerWaker?.setPeers(others);
+        driver.othersServing?.(others.length > 0);
+      }
     };
     await beat();
     this.heartbeat = setInterval(beat, 2000);
