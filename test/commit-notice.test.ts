@@ -46,7 +46,9 @@ describe('commit announcements', () => {
 
   it('refuse what is not an announcement', () => {
     for (const payload of ['', 'no revision', ':5', 'abc:x', 'abc:1.5']) assert.equal(decodeNotice(payload), null, payload);
-    // entries that cannot be read leave the short form
-    assert.deepEqual(decodeNotice('abc|10|[not json:11'), { origin: 'abc', revision: 11 });
+    // entries that cannot be read, or are not rows as written, leave the short form
+    for (const rows of ['[not json', '{}', '[]', '[1]', '[[1,0,"a","b",1,1,"0",0]]', '[[1,0,"a","b",1,1,"0",2,0]]', '[[1,0,5,"b",1,1,"0",0,0]]', '[null]']) {
+      assert.deepEqual(decodeNotice(`abc|10|${rows}:11`), { origin: 'abc', revision: 11 }, rows);
+    }
   });
 });

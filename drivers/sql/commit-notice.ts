@@ -21,6 +21,13 @@ export interface CommitNotice {
 
 type Row = [revision: number, sub: number, key: string, value: string, createRevision: number, version: number, lease: string, deleted: 0 | 1, prevRevision: number];
 
+function wellFormed(row: unknown): row is Row {
+  if (!Array.isArray(row) || row.length !== 9) return false;
+  const [rev, sub, key, value, createRevision, version, lease, deleted, prevRevision] = row as unknown[];
+  const ints = [rev, sub, createRevision, version, prevRevision];
+  return ints.every((n) => Number.isSafeInteger(n)) && typeof key === 'string' && typeof value === 'string' && typeof lease === 'string' && (deleted === 0 || deleted === 1);
+}
+
 /** The payload for a commit of `entries` from `base` to `through`; the short form when the entries would not fit in `maxBytes`. */
 export function encodeNotice(origin: string, base: number, through: number, entries: LogEntry[], maxBytes: number): string {
   const short = `${origin}:${through}`;
@@ -51,7 +58,8 @@ export function decodeNotice(payload: string, skipEntriesOf?: string): CommitNot
   } catch {
     rows = [];
   }
-  if (second < 0 || !Number.isSafeInteger(base) || !Array.isArray(rows) || rows.length === 0) return { origin, revision };
+  // anyone who may use the database may announce: what is not rows as written here carries nothing
+  if (second < 0 || !Number.isSafeInteger(base) || !Array.isArray(rows) || rows.length === 0 || !rows.every(wellFormed)) return { origin, revision };
   const entries: LogEntry[] = rows.map(([rev, sub, key, value, createRevision, version, lease, deleted, prevRevision]) => ({
     kv: { key: Buffer.from(key, 'base64'), value: Buffer.from(value, 'base64'), create_revision: createRevision, mod_revision: rev, version, lease: String(lease) },
     sub,
