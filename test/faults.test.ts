@@ -182,25 +182,11 @@ describe('faults', () => {
   }
 
   it('MariaDB killed during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !mariadbInstalled() && 'mariadbd is not installed' }, async () => {
-    await outage(startPrivateMariadb, 'o/', async (db, s, _c, w) => {
-      await db.kill();
-      try {
-        await downAndBack(s, w);
-      } finally {
-        await db.start();
-      }
-    });
+    await outage(startPrivateMariadb, 'o/', downThenUp((db) => db.kill()));
   });
 
   it('PostgreSQL crashed (immediate shutdown) during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled()) && 'postgres is not under test or not installed' }, async () => {
-    await outage(startPrivatePostgres, 'p/', async (db, s, _c, w) => {
-      await db.crash();
-      try {
-        await downAndBack(s, w);
-      } finally {
-        await db.start();
-      }
-    });
+    await outage(startPrivatePostgres, 'p/', downThenUp((db) => db.crash()));
   });
 
   it('PgBouncer (transaction mode, in front of a private PostgreSQL) killed and started again on its port during writes and watches: UNAVAILABLE while down, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled() && pgbouncerInstalled()) && 'postgres is not under test, or postgres or pgbouncer is not installed' }, async () => {
@@ -221,14 +207,7 @@ describe('faults', () => {
         },
       };
     };
-    await outage(behindBouncer, 'b/', async (db, s, _c, w) => {
-      await db.crash();
-      try {
-        await downAndBack(s, w);
-      } finally {
-        await db.start();
-      }
-    });
+    await outage(behindBouncer, 'b/', downThenUp((db) => db.crash()));
   });
 
   it('PostgreSQL turned read-only under writes (a standby, or a primary stepping down behind a proxy): UNAVAILABLE saying so, the connections replaced, full recovery, no event lost', { skip: !(backendsUnderTest().includes('postgres') && postgresInstalled()) && 'postgres is not under test or not installed' }, async () => {
@@ -306,6 +285,18 @@ describe('faults', () => {
   });
 
   /** While the database is down: /health and /readyz 503, /livez 200, writes 503 with code 14. */
+  /** An outage's fault: the database taken away by `down`, seen as down, then started again. */
+  function downThenUp<Db extends { start(): Promise<void> }>(down: (db: Db) => Promise<void>) {
+    return async (db: Db, s: SpawnedAdapter, _c: EtcdGrpcClient, w: ReturnType<typeof writers>): Promise<void> => {
+      await down(db);
+      try {
+        await downAndBack(s, w);
+      } finally {
+        await db.start();
+      }
+    };
+  }
+
   async function downAndBack(s: SpawnedAdapter, w: ReturnType<typeof writers>): Promise<void> {
     await waitFor('/health to say 503', async () => ((await fetch(`${s.url}/health`)).status === 503 ? true : undefined), 30000);
     assert.equal((await fetch(`${s.url}/readyz`)).status, 503, '/readyz: not ready while the database is down');
