@@ -17,16 +17,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Driver } from '../src/mvcc/driver';
 import { MemoryDriver } from './memory/memory-driver';
-import { MysqlClient, SSL_MODES, type MysqlTarget } from './mysql/mysql-client';
+import { MYSQL_TLS_FILES, MysqlClient, SSL_MODES, type MysqlTarget } from './mysql/mysql-client';
 import { mysqlDialect, tidbDialect } from './mysql/mysql-dialect';
-import { PostgresClient, type PostgresTarget } from './postgres/pg-client';
+import { PG_TLS_FILES, PostgresClient, type PostgresTarget } from './postgres/pg-client';
 import { postgresDialect } from './postgres/pg-dialect';
 import { endpointName, SESSION_ATTRS } from './postgres/pg-hosts';
 import { privateDataDir, privateSqliteFiles } from './sqlite/file-modes';
 import { SqliteClient } from './sqlite/sqlite-client';
 import { sqliteDialect } from './sqlite/sqlite-dialect';
 import { SqlDriver } from './sql/sql-driver';
-import type { DatabaseTarget, SqlObserver } from './sql/sql-client';
+import type { DatabaseTarget, SqlObserver, TlsFileParams } from './sql/sql-client';
 import { ReadCachedDriver } from './sql/read-cache';
 import { silentLogger, type Logger } from '../src/logger';
 
@@ -139,7 +139,7 @@ export function parseMysqlUrl(backend: string, tidb: boolean): MysqlTarget {
   if (mode !== undefined && !(SSL_MODES as readonly string[]).includes(mode.toUpperCase())) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY`);
   }
-  checkTlsFiles(backend, target.params, ['ssl-ca', 'ssl-cert', 'ssl-key']);
+  checkTlsFiles(backend, target.params, MYSQL_TLS_FILES);
   return { ...target, tidb };
 }
 
@@ -172,12 +172,12 @@ export function parsePostgresUrl(backend: string): PostgresTarget {
   if (mode !== undefined && !['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'].includes(mode)) {
     throw new BackendUrlError(`bad backend URL "${redact(backend)}": sslmode must be disable, allow, prefer, require, verify-ca or verify-full`);
   }
-  checkTlsFiles(backend, target.params, ['sslrootcert', 'sslcert', 'sslkey']);
+  checkTlsFiles(backend, target.params, PG_TLS_FILES);
   return target;
 }
 
 /** The CA, client certificate and client key a URL names, by their parameters' names: the certificate and key both or neither, each file there. */
-function checkTlsFiles(backend: string, params: Record<string, string>, names: [ca: string, cert: string, key: string]): void {
+function checkTlsFiles(backend: string, params: Record<string, string>, names: TlsFileParams): void {
   const [, cert, key] = names;
   if (Boolean(params[cert]) !== Boolean(params[key])) throw new BackendUrlError(`bad backend URL "${redact(backend)}": a client certificate needs both ${cert} and ${key}`);
   const what = ['CA', 'client certificate', 'client key'];
@@ -259,7 +259,7 @@ function mysqlDriver(backend: string, tidb: boolean, observer?: SqlObserver): Dr
 }
 
 /** Turns a failure to open into a sentence about what is wrong. */
-function openErrors(driver: SqlDriver, where: string, target?: { user: string; database: string; params?: Record<string, string> }): Driver {
+function openErrors(driver: SqlDriver, where: string, target?: DatabaseTarget): Driver {
   const open = driver.open.bind(driver);
   driver.open = async () => {
     try {
@@ -272,7 +272,7 @@ function openErrors(driver: SqlDriver, where: string, target?: { user: string; d
   return driver;
 }
 
-function describeOpenError(err: unknown, where: string, target?: { user: string; database: string; params?: Record<string, string> }): string {
+function describeOpenError(err: unknown, where: string, target?: DatabaseTarget): string {
   const e = (err as { cause?: unknown }).cause ?? err;
   const code = (e as { code?: string }).code;
   const message = (e as Error).message ?? code ?? String(e);
@@ -294,7 +294,7 @@ function describeOpenError(err: unknown, where: string, target?: { user: string;
       // pg_hba.conf takes this user over TLS only (hostssl; hostnossl ... reject): the URL said sslmode=disable,
       // or the server offers no TLS (prefer and allow found none)
       if (/no encryption/i.test(message)) {
-        return target?.params?.sslmode === 'disable'
+        return target?.params.sslmode === 'disable'
           ? `${where} refused user "${target.user}": it takes this user over TLS only (leave out sslmode=disable, or ask for ?sslmode=verify-full&sslrootcert=/path/ca.pem)`
           : `${where} refused user "${target?.user}": it takes this user over TLS only, and offers no TLS (its ssl setting is off)`;
       }

@@ -75,13 +75,13 @@ export function invalidArgument(what: string): EtcdError {
   return new EtcdError(status.INVALID_ARGUMENT, what);
 }
 
+/** Why a write was refused by a database that takes no writes now (the cause of a StorageUnavailableError). */
+export const READ_ONLY = 'the database is read-only (a standby, or a primary stepping down)';
+
 /**
  * A storage fault (database down, connection lost, lock timeout). Clients
  * retry UNAVAILABLE, so a database outage never looks like a bad request.
  */
-/** Why a write was refused by a database that takes no writes now (the cause of a StorageUnavailableError). */
-export const READ_ONLY = 'the database is read-only (a standby, or a primary stepping down)';
-
 export class StorageUnavailableError extends EtcdError {
   constructor(readonly cause: unknown) {
     super(status.UNAVAILABLE, `etcdserver: storage unavailable: ${describe(cause)}`);

@@ -5,10 +5,9 @@
 // on TiDB pessimistic ones, so that FOR UPDATE locks). The final statements
 // go with COMMIT in one multi-statement round trip when they fit a packet.
 // A lost or refused connection is UNAVAILABLE; the pool reconnects by itself.
-import * as fs from 'node:fs';
 import mysql from 'mysql2/promise';
 import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { byDeadline, earliest, IDLE_TRANSACTION_TIMEOUT_MS, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type SqlObserver, type RunOptions, type Row, type SqlClient, type SqlExecutor, type Statement, type WriteOutcome, readTlsFiles, type TlsFileParams } from '../sql/sql-client';
 
 export interface MysqlTarget extends DatabaseTarget {
   tidb: boolean;
@@ -66,6 +65,9 @@ export interface TransactionStarts {
   startSnapshot: string;
 }
 
+/** The TLS files, as the mysql client names its options. */
+export const MYSQL_TLS_FILES: TlsFileParams = ['ssl-ca', 'ssl-cert', 'ssl-key'];
+
 /** ssl-mode values, as the mysql client's --ssl-mode names them (PREFERRED, which falls back to plain text, is not offered). */
 export const SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
 
@@ -78,9 +80,7 @@ export const SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'
 function sslOptions(params: Record<string, string>): mysql.PoolOptions['ssl'] {
   const mode = params['ssl-mode']?.toUpperCase() ?? (params.ssl === 'true' ? 'VERIFY_CA' : 'DISABLED');
   if (mode === 'DISABLED') return undefined;
-  const read = (file?: string) => (file ? fs.readFileSync(file, 'utf8') : undefined);
-  const files = { ca: read(params['ssl-ca']), cert: read(params['ssl-cert']), key: read(params['ssl-key']) };
-  return { ...files, rejectUnauthorized: mode !== 'REQUIRED', verifyIdentity: mode === 'VERIFY_IDENTITY' };
+  return { ...readTlsFiles(params, MYSQL_TLS_FILES), rejectUnauthorized: mode !== 'REQUIRED', verifyIdentity: mode === 'VERIFY_IDENTITY' };
 }
 
 export class MysqlClient implements SqlClient {

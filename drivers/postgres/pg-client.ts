@@ -12,10 +12,9 @@
 // delivered by PostgreSQL when the transaction commits; one connection per
 // process listens and wakes the log tail at once. Polling stays the safety
 // net for a notification lost while that connection was down.
-import * as fs from 'node:fs';
 import pg from 'pg';
 import { READ_ONLY, StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
-import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome } from '../sql/sql-client';
+import { byDeadline, earliest, RetryableError, type DatabaseTarget, SqlMonitor, STATEMENT_TIMEOUT_MS, type RunOptions, type Row, type SqlClient, type SqlExecutor, type SqlObserver, type Statement, type WriteOutcome, readTlsFiles, type TlsFileParams } from '../sql/sql-client';
 import { COMMIT_CHANNEL, ENDS_IF_IDLE } from './pg-dialect';
 import { HostChooser, routedClient, type Endpoint, type SessionAttrs } from './pg-hosts';
 import { TlsChoice } from './pg-tls';
@@ -83,14 +82,15 @@ export function inlined(st: Statement): string {
   return fillPlaceholders(st.sql, (i) => literal(st.params[i]));
 }
 
+/** The TLS files, as libpq names its parameters. */
+export const PG_TLS_FILES: TlsFileParams = ['sslrootcert', 'sslcert', 'sslkey'];
+
 function sslOptions(params: Record<string, string>): pg.ClientConfig['ssl'] {
   // libpq's default: TLS where the server offers it
   const mode = params.sslmode ?? 'prefer';
   if (mode === 'disable') return undefined;
-  const read = (file?: string) => (file ? fs.readFileSync(file, 'utf8') : undefined);
-  const ca = read(params.sslrootcert);
   // a client certificate (sslcert, sslkey), for servers whose pg_hba.conf asks for one (`cert`, clientcert=verify-full)
-  const client = { cert: read(params.sslcert), key: read(params.sslkey) };
+  const { ca, ...client } = readTlsFiles(params, PG_TLS_FILES);
   // prefer and allow: TLS where the server wants it (pg-tls.ts), with no check of its certificate, as libpq
   if (mode === 'require' || mode === 'prefer' || mode === 'allow') return { ...client, rejectUnauthorized: false };
   if (mode === 'verify-ca') return { ...client, ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
@@ -136,8 +136,8 @@ export class PostgresClient implements SqlClient {
     const attrs = (target.params.target_session_attrs ?? 'any') as SessionAttrs;
     const mode = target.params.sslmode ?? 'prefer';
     // prefer, allow: each host's connections with TLS or not as it wants (pg-tls.ts)
-    this.tls = mode === 'prefer' || mode === 'allow' ? new TlsChoice(mode, config.ssl!, { ...config, ssl: undefined }, (err) => classify(err) instanceof StorageUnavailableError) : null;
-    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, this.tls ? { ...config, ssl: undefined } : config, this.tls) : null;
+    this.tls = mode === 'prefer' || mode === 'allow' ? new TlsChoice(mode, config.ssl!, config, (err) => classify(err) instanceof StorageUnavailableError) : null;
+    this.chooser = endpoints.length > 1 || attrs !== 'any' ? new HostChooser(endpoints, attrs, config, this.tls) : null;
     this.Client = this.chooser || this.tls ? routedClient(this.chooser, this.tls) : pg.Client;
     this.pool = new pg.Pool({ ...config, max: poolSize, idleTimeoutMillis: 60_000, Client: this.Client });
     // an idle pooled connection that breaks (the server restarted) is dropped by the pool; nothing to do here

@@ -1,6 +1,7 @@
 // What the generic SQL driver needs from a database connection, whatever the
 // library (better-sqlite3 is synchronous, mysql2 is a pool of async
 // connections). Rows come back as plain objects keyed by column name.
+import * as fs from 'node:fs';
 import { StorageTimeoutError, StorageUnavailableError } from '../../src/errors';
 
 export type Row = Record<string, unknown>;
@@ -101,6 +102,15 @@ export interface DatabaseTarget {
   database: string;
   /** From the URL's query string (ssl, sslmode, connect timeouts...). */
   params: Record<string, string>;
+}
+
+/** The URL parameters that name a TLS CA, client certificate and client key file, in that order. */
+export type TlsFileParams = readonly [ca: string, cert: string, key: string];
+
+/** The CA, client certificate and client key files a URL names, read (undefined where it names none). */
+export function readTlsFiles(params: Record<string, string>, names: TlsFileParams): { ca?: string; cert?: string; key?: string } {
+  const [ca, cert, key] = names.map((param) => (params[param] ? fs.readFileSync(params[param], 'utf8') : undefined));
+  return { ca, cert, key };
 }
 
 /** The earlier of two deadlines (null: none). */
