@@ -22,6 +22,7 @@ import { freePort, waitFor } from './helpers/ports';
 import { failedStart, servesOn, spawnAdapter } from './helpers/spawn';
 import { b, EtcdGrpcClient } from './helpers/grpc-client';
 import { grpcWatch } from './helpers/watch-client';
+import { histogramCount } from './helpers/prometheus';
 import { makeTestCa, type TestCa } from './helpers/certs';
 import { postgresInstalled, startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
 
@@ -192,10 +193,7 @@ describe('PostgreSQL: commits announced with what they wrote', { skip }, () => {
         await writer.put({ key: b('ann/first'), value: b('x') });
         return events().length > 0 ? true : undefined;
       }, 30000);
-      const statements = async () => {
-        const text = await (await fetch(`${servers[1].url}/metrics`)).text();
-        return Number(/^etcd_adapter_sql_duration_seconds_count\{kind="statement"\} (\d+)$/m.exec(text)![1]);
-      };
+      const statements = () => histogramCount(servers[1].url, 'etcd_adapter_sql_duration_seconds', { kind: 'statement' });
       const before = await statements();
       const seen = events().length;
       for (let i = 0; i < 100; i++) await writer.put({ key: b(`ann/${i % 8}`), value: Buffer.from([i, 0, 255]) });

@@ -23,7 +23,7 @@ export async function scrape(url: string): Promise<Map<string, Family>> {
   return new Map(parse(await res.text()).map((f) => [f.name, f]));
 }
 
-/** The sum of a family's samples whose labels include `match` (a counter's or gauge's value; a histogram's count). */
+/** The sum of a family's samples whose labels include `match` (a counter's or gauge's value; for a histogram's count, histogramCount). */
 export function value(families: Map<string, Family>, name: string, match: Record<string, string> = {}): number {
   const f = families.get(name);
   if (!f) return NaN;
@@ -40,4 +40,16 @@ export function labelNames(f: Family): string[] {
   const names = new Set<string>();
   for (const m of f.metrics) for (const k of Object.keys(m.labels ?? {})) if (k !== 'le') names.add(k);
   return [...names].sort();
+}
+
+/**
+ * A histogram's count for one set of labels (in the order they are exposed: `<name>_count{labels} n`). Read from the
+ * text: the parser above keeps only the buckets of a histogram with labels.
+ */
+export async function histogramCount(url: string, name: string, labels: Record<string, string>): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',');
+  const line = text.split('\n').find((l) => l.startsWith(`${name}_count{${wanted}} `));
+  if (!line) throw new Error(`${url}/metrics has no ${name}_count{${wanted}}`);
+  return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
