@@ -3,6 +3,16 @@
 // each with its own revision and its own answer. An idle store starts a batch
 // at once, so a lone write pays no extra latency.
 //
+// A busy store gathers. A batch's requests are taken once the driver has
+// opened its transaction (on SQL, once the revision lock is held), and when
+// the last batch ended less than a batch's time ago, its writers are expected
+// back: the batch waits until as many are queued as were writing lately, for
+// at most as long as a batch takes. Without that, writers that write again as
+// soon as they are answered split into a large batch and a batch of one or
+// two that costs as much to commit (PostgreSQL, 16 writers: 45% of batches
+// held one request); gathered, they share one commit. A write after a pause,
+// and a lone writer, never wait.
+//
 // A request that fails its own checks is rolled out of the batch alone; a
 // storage failure fails the whole batch (nothing of it was committed).
 import { EtcdError, StorageTimeoutError, StorageUnavailableError } from '../errors';
@@ -40,6 +50,8 @@ export interface BatchOptions {
   timeoutMs?: number;
   /** Told of each batch: how many requests it committed, or how many a storage fault failed. */
   observer?: BatchObserver;
+  /** The clock gathering goes by, in ms (tests stop it); deadlines stay on performance.now(), as the drivers' do. */
+  clock?: () => number;
 }
 
 export interface BatchObserver {
@@ -47,22 +59,57 @@ export interface BatchObserver {
   failed(requests: number): void;
 }
 
+/** The longest a batch waits for the writers it expects, whatever a batch takes. */
+const MAX_GATHER_MS = 5;
+/** Shorter than this, a batch's cost is not worth a timer's wait (timers count whole milliseconds). */
+const MIN_GATHER_MS = 1;
+/** How fast the remembered number of writers fades once fewer write (half-life). */
+const WRITERS_HALF_LIFE_MS = 50;
+
+/** The most writers seen at once lately (queued and committing), fading as fewer come. */
+class RecentWriters {
+  private peak = 0;
+  private at = 0;
+
+  see(inside: number, now: number): void {
+    this.peak = Math.max(inside, this.value(now));
+    this.at = now;
+  }
+
+  value(now: number): number {
+    return this.peak * 0.5 ** ((now - this.at) / WRITERS_HALF_LIFE_MS);
+  }
+}
+
 export class WriteBatcher {
   private queue: Pending[] = [];
   private running = false;
+  /** Requests in the batch being committed. */
+  private committing = 0;
+  private readonly writers = new RecentWriters();
+  /** How long the last batch took, from opening its transaction to its answers, without its wait; and when it ended. */
+  private lastBatchMs = 0;
+  private lastEnd = -Infinity;
+  private readonly clock: () => number;
+  /** While a batch gathers: how many queued requests end its wait, and how it is ended. */
+  private gathering: { want: number; done(): void } | null = null;
 
   constructor(
     private readonly driver: Driver,
     private readonly opts: BatchOptions,
     /** Called after each commit with the new revision. */
     private readonly onCommit: (revision: number) => void,
-  ) {}
+  ) {
+    this.clock = opts.clock ?? (() => performance.now());
+  }
 
   submit<R>(op: WriteOp<R>): Promise<R> {
     const timeout = this.opts.timeoutMs ?? 0;
     const deadline = timeout > 0 ? performance.now() + timeout : Infinity;
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ op, deadline, resolve: resolve as (v: unknown) => void, reject });
+      this.writers.see(this.queue.length + this.committing, this.clock());
+      if (this.gathering && this.queue.length >= this.gathering.want) this.gathering.done();
       if (!this.running) void this.drain();
     });
   }
@@ -72,7 +119,7 @@ export class WriteBatcher {
     try {
       while (this.queue.length > 0) {
         this.expire();
-        if (this.queue.length > 0) await this.commit(this.queue.splice(0, this.batchLength()));
+        if (this.queue.length > 0) await this.commit();
       }
     } finally {
       this.running = false;
@@ -106,14 +153,63 @@ export class WriteBatcher {
     return n;
   }
 
-  private async commit(batch: Pending[]): Promise<void> {
+  /** How many writers the store expects: as many as were writing at once lately. */
+  private wanted(): number {
+    return Math.min(this.opts.maxRequests, Math.ceil(this.writers.value(this.clock())));
+  }
+
+  /**
+   * How long a batch starting now may wait for them: while the last batch ended less than a
+   * batch's time ago (its writers may be on their way back), at most as long as a batch takes,
+   * and never past the deadline; 0 when not worth a timer.
+   */
+  private gatherMs(deadline: number): number {
+    if (this.clock() - this.lastEnd > this.lastBatchMs) return 0;
+    const ms = Math.min(this.lastBatchMs, MAX_GATHER_MS, deadline - performance.now());
+    return ms >= MIN_GATHER_MS ? ms : 0;
+  }
+
+  /**
+   * The next batch, taken when its transaction is open, after waiting up to `waitMs` for as many
+   * requests as the store expects.
+   */
+  private async take(waitMs: number): Promise<Pending[]> {
+    const want = this.wanted();
+    if (waitMs > 0 && this.queue.length < want) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => done(), waitMs);
+        const done = () => {
+          clearTimeout(timer);
+          this.gathering = null;
+          resolve();
+        };
+        this.gathering = { want, done };
+      });
+    }
+    const batch = this.queue.splice(0, this.batchLength());
+    this.committing = batch.length;
+    return batch;
+  }
+
+  private async commit(): Promise<void> {
     let outcomes: { ok: boolean; value: unknown }[] = [];
     let revision = 0;
     let changed = false;
-    const deadline = Math.min(...batch.map((p) => p.deadline));
+    // taken inside the transaction (a closure TypeScript does not follow: hence the declared type)
+    let batch = null as Pending[] | null;
+    // the queue's first request has the earliest deadline: one timeout for all, taken in arrival order
+    const deadline = this.queue[0].deadline;
+    const started = this.clock();
+    const waitMs = this.gatherMs(deadline);
+    let waited = 0;
     try {
       await this.driver.write(async (tx) => {
-        // Runs again from scratch if the driver retries after a conflict.
+        if (!batch) {
+          const before = this.clock();
+          batch = await this.take(waitMs);
+          waited = this.clock() - before;
+        }
+        // Runs again from scratch if the driver retries after a conflict (with the same batch).
         const view = new WriteView(tx);
         outcomes = [];
         const keys = batch.flatMap((p) => p.op.keys ?? []);
@@ -136,12 +232,20 @@ export class WriteBatcher {
       }, Number.isFinite(deadline) ? { deadline } : undefined);
     } catch (err) {
       // Nothing of the batch was committed; drivers report faults as StorageUnavailableError.
-      this.opts.observer?.failed(batch.length);
-      for (const p of batch) p.reject(err);
+      // Failed before taking it (the transaction did not open): the requests it would have taken.
+      const failed = batch ?? this.queue.splice(0, this.batchLength());
+      this.committing = 0;
+      this.opts.observer?.failed(failed.length);
+      for (const p of failed) p.reject(err);
       return;
     }
-    this.opts.observer?.committed(batch.length);
+    this.committing = 0;
+    // a write that succeeded ran the batch, so it was taken
+    const done = batch ?? [];
+    this.lastEnd = this.clock();
+    this.lastBatchMs = this.lastEnd - started - waited;
+    this.opts.observer?.committed(done.length);
     if (changed) this.onCommit(revision);
-    batch.forEach((p, i) => (outcomes[i].ok ? p.resolve(outcomes[i].value) : p.reject(outcomes[i].value)));
+    done.forEach((p, i) => (outcomes[i].ok ? p.resolve(outcomes[i].value) : p.reject(outcomes[i].value)));
   }
 }
