@@ -160,21 +160,23 @@ export class WriteBatcher {
 
   /**
    * How long a batch starting now may wait for them: while the last batch ended less than a
-   * batch's time ago (its writers may be on their way back), at most as long as a batch takes,
-   * and never past the deadline; 0 when not worth a timer.
+   * batch's time ago (its writers may be on their way back), at most as long as a batch takes;
+   * 0 when not worth a timer.
    */
-  private gatherMs(deadline: number): number {
+  private gatherMs(): number {
     if (this.clock() - this.lastEnd > this.lastBatchMs) return 0;
-    const ms = Math.min(this.lastBatchMs, MAX_GATHER_MS, deadline - performance.now());
+    const ms = Math.min(this.lastBatchMs, MAX_GATHER_MS);
     return ms >= MIN_GATHER_MS ? ms : 0;
   }
 
   /**
-   * The next batch, taken when its transaction is open, after waiting up to `waitMs` for as many
+   * The next batch, taken when its transaction is open, after waiting up to `gatherMs` (and never
+   * past the deadline, which the wait for the transaction has brought nearer) for as many
    * requests as the store expects.
    */
-  private async take(waitMs: number): Promise<Pending[]> {
+  private async take(gatherMs: number, deadline: number): Promise<Pending[]> {
     const want = this.wanted();
+    const waitMs = Math.min(gatherMs, deadline - performance.now());
     if (waitMs > 0 && this.queue.length < want) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => done(), waitMs);
@@ -200,13 +202,13 @@ export class WriteBatcher {
     // the queue's first request has the earliest deadline: one timeout for all, taken in arrival order
     const deadline = this.queue[0].deadline;
     const started = this.clock();
-    const waitMs = this.gatherMs(deadline);
+    const gatherMs = this.gatherMs();
     let waited = 0;
     try {
       await this.driver.write(async (tx) => {
         if (!batch) {
           const before = this.clock();
-          batch = await this.take(waitMs);
+          batch = await this.take(gatherMs, deadline);
           waited = this.clock() - before;
         }
         // Runs again from scratch if the driver retries after a conflict (with the same batch).
