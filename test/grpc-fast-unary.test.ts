@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { installFastUnary, type FastMethod } from '../src/server/grpc-fast-unary';
+import { grpcMessage, installFastUnary, type FastMethod } from '../src/server/grpc-fast-unary';
 import { callMeta } from '../src/server/grpc-server';
 import { EtcdError, toStatus } from '../src/errors';
 
@@ -82,8 +82,17 @@ function call(port: number, body: Buffer, opts: { token?: string; deadlineMs?: n
   });
 }
 
-/** A raw HTTP/2 unary request: the status, message and body bytes it got. */
-function raw(port: number, frames: Buffer, extra: http2.OutgoingHttpHeaders = {}): Promise<{ status?: string; message?: string; body: string; contentType?: string }> {
+interface RawAnswer {
+  status?: string;
+  /** The status text as clients read it (grpc-js decodes it with decodeURI). */
+  message?: string;
+  body: string;
+  /** As sent: the content type, the status text before decoding, and every header name. */
+  wire: { contentType?: string; message?: string; names: string[] };
+}
+
+/** A raw HTTP/2 unary request: what it got, decoded and as sent. */
+function raw(port: number, frames: Buffer, extra: http2.OutgoingHttpHeaders = {}): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on('error', reject);
@@ -91,8 +100,10 @@ function raw(port: number, frames: Buffer, extra: http2.OutgoingHttpHeaders = {}
     let status: string | undefined;
     let message: string | undefined;
     let contentType: string | undefined;
+    const names: string[] = [];
     const chunks: Buffer[] = [];
     const take = (h: http2.IncomingHttpHeaders) => {
+      names.push(...Object.keys(h));
       if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
       if (h['grpc-message'] !== undefined) message = String(h['grpc-message']);
       if (h['content-type'] !== undefined) contentType = String(h['content-type']);
@@ -102,7 +113,7 @@ function raw(port: number, frames: Buffer, extra: http2.OutgoingHttpHeaders = {}
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('close', () => {
       session.close();
-      resolve({ status, message, contentType, body: Buffer.concat(chunks).toString('hex') });
+      resolve({ status, message: message === undefined ? undefined : decodeURI(message), body: Buffer.concat(chunks).toString('hex'), wire: { contentType, message, names: names.sort() } });
     });
     req.end(frames);
   });
@@ -129,7 +140,7 @@ function flood(port: number, first: Buffer, fill: number, capBytes = 64 << 20): 
         status = String(h['grpc-status']);
         answeredWhileOpen = !ended;
       }
-      if (h['grpc-message'] !== undefined) message = String(h['grpc-message']);
+      if (h['grpc-message'] !== undefined) message = decodeURI(String(h['grpc-message']));
       // Answered: stop sending (a server may also have reset the stream already).
       if (status !== undefined) setImmediate(() => req.close());
     };
@@ -231,10 +242,22 @@ describe('short road for unary gRPC calls', () => {
   }
 
   for (const [name, frames, extra] of rawCases) {
-    it(`answers as grpc-js does on the wire: ${name}`, async () => {
-      const want = await raw(plain.port, frames, extra);
-      const got = await raw(fast.port, frames, extra);
-      assert.deepEqual(got, want);
+    it(`answers as grpc-js does on the wire, with etcd's headers: ${name}`, async () => {
+      const { wire: plainWire, ...want } = await raw(plain.port, frames, extra);
+      const { wire, ...got } = await raw(fast.port, frames, extra);
+      // a success says nothing more than its status, as etcd (grpc-js says "OK")
+      assert.deepEqual(got, want.status === '0' ? { ...want, message: '' } : want);
+      assert.equal(plainWire.contentType, 'application/grpc+proto');
+      // etcd's (grpc-go's) headers: no grpc-accept-encoding, grpc-encoding or date
+      assert.equal(wire.contentType, 'application/grpc');
+      assert.deepEqual(wire.names.filter((n) => !['grpc-status', 'grpc-message', ':status', 'content-type'].includes(n)), []);
+      if (got.message !== undefined) assert.equal(wire.message, grpcMessage(got.message));
     });
   }
+
+  it('status texts go out percent-encoded as grpc-go encodes them: bytes outside printable ASCII and % only', () => {
+    assert.equal(grpcMessage('etcdserver: key not found'), 'etcdserver: key not found');
+    assert.equal(grpcMessage('100% sure \u00e9\n'), '100%25 sure %C3%A9%0A');
+    for (const text of ['a b%c', 'caf\u00e9 \u{1f600}', 'tab\there', '%41']) assert.equal(decodeURI(grpcMessage(text)), text);
+  });
 });

@@ -18,6 +18,7 @@ import { normalize } from './helpers/normalize';
 import { freePort, waitFor } from './helpers/ports';
 import { etcdAvailable } from './helpers/real-etcd';
 import { BIN } from './helpers/spawn';
+import { serviceDefinition } from '../src/proto';
 
 interface Member {
   https: string;
@@ -90,6 +91,29 @@ async function statusCalls(ca: TestCa, url: string, n: number): Promise<string[]
     for (let i = 0; i < n / 2; i++) out.push(await call());
     out.push(...(await Promise.all(Array.from({ length: n - out.length }, call))));
     return out;
+  } finally {
+    session.close();
+  }
+}
+
+/** One unary gRPC call over a fresh HTTP/2 connection: the headers and trailers as sent (the date left out: etcd sends none, and it would differ). */
+async function unaryHeaders(ca: TestCa, url: string, method: string, body: Buffer): Promise<{ headers: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders }> {
+  const session = http2.connect(url, { ca: fs.readFileSync(ca.ca) });
+  session.on('error', () => undefined);
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': method, 'content-type': 'application/grpc', te: 'trailers' });
+      const out: { headers: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders } = { headers: {} };
+      req.on('response', (h) => (out.headers = { ...h }));
+      req.on('trailers', (t) => (out.trailers = { ...t }));
+      req.on('data', () => undefined);
+      req.on('end', () => resolve(out));
+      req.on('error', reject);
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt32BE(body.length, 1);
+      body.copy(frame, 5);
+      req.end(frame);
+    });
   } finally {
     session.close();
   }
@@ -183,6 +207,20 @@ describe('transports real clients use, against etcd 3.4', { skip: !etcdAvailable
         const statuses = await statusCalls(ca, url, 6);
         assert.deepEqual(statuses, ['0', '0', '0', '0', '0', '0'], `${m === etcd ? 'etcd' : 'ours'} at ${url}`);
       }
+    }
+  });
+
+  it('a unary call is answered with the headers and trailers etcd sends: no more (clients pay for each), the same status texts', async () => {
+    const kv = serviceDefinition('etcdserverpb.KV');
+    const calls: [string, Buffer][] = [
+      ['an answer', kv.Range.requestSerialize({ key: Buffer.from('no-such-key') })],
+      ['an error (a future revision)', kv.Range.requestSerialize({ key: Buffer.from('k'), revision: 1_000_000 })],
+      ['an error of a write (an empty key)', kv.Put.requestSerialize({ key: Buffer.alloc(0), value: Buffer.from('v') })],
+    ];
+    for (const [name, body] of calls) {
+      const method = name.includes('write') ? '/etcdserverpb.KV/Put' : '/etcdserverpb.KV/Range';
+      const [e, o] = await Promise.all([unaryHeaders(ca, etcd.http, method, body), unaryHeaders(ca, ours.http, method, body)]);
+      assert.deepEqual(o, e, name);
     }
   });
 
