@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { grpcMessage, installFastUnary, type FastMethod } from '../src/server/grpc-fast-unary';
+import { grpcMessage, installFastUnary, UnaryBody, type FastMethod } from '../src/server/grpc-fast-unary';
 import { callMeta } from '../src/server/grpc-server';
 import { EtcdError, toStatus } from '../src/errors';
 
@@ -259,5 +259,34 @@ describe('short road for unary gRPC calls', () => {
     assert.equal(grpcMessage('etcdserver: key not found'), 'etcdserver: key not found');
     assert.equal(grpcMessage('100% sure \u00e9\n'), '100%25 sure %C3%A9%0A');
     for (const text of ['a b%c', 'caf\u00e9 \u{1f600}', 'tab\there', '%41']) assert.equal(decodeURI(grpcMessage(text)), text);
+  });
+});
+
+describe('a unary request body read as its bytes arrive', () => {
+  /** Feeds `bytes` cut at `cuts`; what the reader said and kept. */
+  const read = (bytes: Buffer, cuts: number[], max = 64) => {
+    const body = new UnaryBody(max);
+    let verdict: string | null = null;
+    let at = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      verdict ??= body.push(bytes.subarray(at, cut));
+      at = cut;
+    }
+    return { verdict, messages: body.messages, declared: body.declared, first: body.messages ? body.first().toString() : undefined };
+  };
+  const whole = Buffer.concat([frame('hello'), frame('x')]);
+
+  it('reads the same wherever the chunks are cut, the 5-byte prefix included', () => {
+    const want = read(whole, []);
+    assert.deepEqual(want, { verdict: 'second', messages: 2, declared: 1, first: 'hello' });
+    for (let a = 0; a <= whole.length; a++) {
+      for (let b = a; b <= whole.length; b++) assert.deepEqual(read(whole, [a, b]), want, `cut at ${a} and ${b}`);
+    }
+    assert.deepEqual(read(whole, Array.from({ length: whole.length }, (_, i) => i)), want, 'one byte at a time');
+  });
+
+  it('says too large as soon as a prefix declares more than the limit, however the prefix arrives', () => {
+    const big = Buffer.from([0, 0, 0, 0, 65]);
+    for (let a = 0; a <= 5; a++) assert.deepEqual(read(big, [a]), { verdict: 'too-large', messages: 0, declared: 65, first: undefined }, `cut at ${a}`);
   });
 });

@@ -16,6 +16,7 @@
 // nothing is installed and every call goes through grpc-js as before.
 // test/grpc-fast-unary.test.ts fails if that happens.
 import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import { verifiedCommonName } from '../tls-identity';
 import type * as grpc from '@grpc/grpc-js';
 import type { CallMeta } from '../api/context';
@@ -91,6 +92,22 @@ export function grpcMessage(text: string): string {
   let out = '';
   for (const b of Buffer.from(text, 'utf8')) out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
   return out;
+}
+
+const commonNames = new WeakMap<http2.Http2Session, string | undefined>();
+
+/**
+ * The connection's verified certificate name, looked up once per connection:
+ * Node hands the session's socket out behind a Proxy, slow to look into on
+ * every call. A connection keeps its certificate (no renegotiation in TLS 1.3,
+ * none with a new certificate in Node's 1.2; etcd too reads it once).
+ */
+function sessionCommonName(session: http2.Http2Session | undefined): string | undefined {
+  if (!session) return undefined;
+  if (commonNames.has(session)) return commonNames.get(session);
+  const cn = verifiedCommonName(session.socket as net.Socket);
+  commonNames.set(session, cn);
+  return cn;
 }
 
 function header(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
@@ -178,7 +195,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     // As grpc-js: whole messages count, a cut-off tail is ignored.
     if (body.messages === 0) return fail(STATUS_UNIMPLEMENTED, `Received no request message for server streaming method ${headers[':path']}`);
     const token = header(headers, 'token') ?? header(headers, 'authorization');
-    method.handler(req, { token, apiVersion: header(headers, 'client-api-version'), certUser: verifiedCommonName(stream.session?.socket) }).then(reply, (err) => {
+    method.handler(req, { token, apiVersion: header(headers, 'client-api-version'), certUser: sessionCommonName(stream.session) }).then(reply, (err) => {
       const s = toStatus(err);
       fail(s.code, s.details);
     });
@@ -195,7 +212,8 @@ export class UnaryBody {
   messages = 0;
   /** The length the message being read declared. */
   declared = 0;
-  private readonly prefix = Buffer.alloc(5);
+  /** The 5-byte prefix when it arrives split across chunks (rare: made only then). */
+  private prefix: Buffer | null = null;
   private prefixHave = 0;
   /** Payload bytes of the current message still to come. */
   private remaining = 0;
@@ -208,12 +226,19 @@ export class UnaryBody {
     let i = 0;
     while (i < chunk.length) {
       if (this.prefixHave < 5) {
-        const n = Math.min(5 - this.prefixHave, chunk.length - i);
-        chunk.copy(this.prefix, this.prefixHave, i, i + n);
-        this.prefixHave += n;
-        i += n;
-        if (this.prefixHave < 5) break;
-        this.declared = this.prefix.readUInt32BE(1);
+        if (this.prefixHave === 0 && chunk.length - i >= 5) {
+          this.declared = chunk.readUInt32BE(i + 1);
+          this.prefixHave = 5;
+          i += 5;
+        } else {
+          const prefix = (this.prefix ??= Buffer.alloc(5));
+          const n = Math.min(5 - this.prefixHave, chunk.length - i);
+          chunk.copy(prefix, this.prefixHave, i, i + n);
+          this.prefixHave += n;
+          i += n;
+          if (this.prefixHave < 5) break;
+          this.declared = prefix.readUInt32BE(1);
+        }
         if (this.declared > this.max) return 'too-large';
         this.remaining = this.declared;
       } else {
