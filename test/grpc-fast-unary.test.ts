@@ -1,5 +1,6 @@
 // The short road for unary calls (src/server/grpc-fast-unary.ts) must answer
-// exactly as grpc-js does. Differential: the same handlers behind two
+// as grpc-js does (status, text, body, deadline, size limit), with etcd's
+// headers (test/transport-differential.test.ts compares those with etcd's). Differential: the same handlers behind two
 // servers, one plain grpc-js and one with the short road installed, and the
 // same calls to both, from grpc-js clients and from a raw HTTP/2 client for
 // what clients never send (no message, two messages, a bad grpc-timeout).

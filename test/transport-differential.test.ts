@@ -96,7 +96,7 @@ async function statusCalls(ca: TestCa, url: string, n: number): Promise<string[]
   }
 }
 
-/** One unary gRPC call over a fresh HTTP/2 connection: the headers and trailers as sent (the date left out: etcd sends none, and it would differ). */
+/** One unary gRPC call over a fresh HTTP/2 connection: its headers and trailers, all of them, as sent. */
 async function unaryHeaders(ca: TestCa, url: string, method: string, body: Buffer): Promise<{ headers: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders }> {
   const session = http2.connect(url, { ca: fs.readFileSync(ca.ca) });
   session.on('error', () => undefined);
