@@ -35,9 +35,11 @@ export type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.In
 /** What etcd answers a unary call with: the status, the content type, nothing more. */
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
 const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
-/** etcd sends no `date` header; Node adds one unless told not to. */
-const NO_DATE = { sendDate: false };
-const WITH_TRAILERS = { waitForTrailers: true, sendDate: false };
+// etcd sends no `date` header; Node adds one unless told not to.
+/** An answer: headers now, the message, then the trailers. */
+const ANSWER = { waitForTrailers: true, sendDate: false };
+/** A failure before any answer: status and text in the only headers sent. */
+const TRAILERS_ONLY = { endStream: true, sendDate: false };
 const DEADLINE = /^(\d{1,8})([HMSmun])$/;
 const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 const STATUS_INTERNAL = 13;
@@ -133,7 +135,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (!finish()) return;
     const trailers = { 'grpc-status': String(code), 'grpc-message': grpcMessage(details) };
     if (stream.headersSent) stream.sendTrailers(trailers);
-    else stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true, ...NO_DATE });
+    else stream.respond({ ...RESPONSE_HEADERS, ...trailers }, TRAILERS_ONLY);
   }
 
   function reply(res: unknown): void {
@@ -150,7 +152,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     frame[0] = 0;
     frame.writeUInt32BE(body.length, 1);
     body.copy(frame, 5);
-    stream.respond(RESPONSE_HEADERS, WITH_TRAILERS);
+    stream.respond(RESPONSE_HEADERS, ANSWER);
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
     stream.end(frame);
   }
